@@ -1,0 +1,4 @@
+//! Differentiable augmentation for the discriminators.
+pub mod diffaugment;
+
+pub use diffaugment::Policy;

@@ -1,0 +1,331 @@
+//! The `vagan` command line: a thin layer over the library.
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use vagan::data::convert::{convert, ConvertOptions, Transform};
+use vagan::nets::NoiseMode;
+use vagan::train::snapshot::{self, Snapshot};
+use vagan::train::{TrainOptions, Trainer};
+use vagan::util::parse_device;
+
+#[derive(Parser)]
+#[command(name = "vagan", version, about = "GAN training with vision-aided discriminators")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a GAN; writes a run directory under --outdir.
+    Train(TrainArgs),
+    /// Write images from a snapshot's G_ema.
+    Generate(GenerateArgs),
+    /// Convert an image folder, a zip or an IDX file into a dataset file.
+    Dataset(DatasetArgs),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Dataset file (from `vagan dataset`), or an image folder, zip or IDX file (then --resolution).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Parent directory of the run directories.
+    #[arg(long, default_value = "runs")]
+    outdir: PathBuf,
+    /// Continue a run exactly: a run directory (its latest snapshot) or a snapshot file.
+    /// The run's own options are used; only --kimg, --snap, --device and --threads may change.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Total training length in thousands of images.
+    #[arg(long)]
+    kimg: Option<f64>,
+    #[arg(long)]
+    batch: Option<i64>,
+    /// Thousands of images per tick (one log line per tick).
+    #[arg(long)]
+    tick: Option<f64>,
+    /// Ticks between snapshots and sample grids.
+    #[arg(long)]
+    snap: Option<u64>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Channel budget: feature maps at resolution r are min(cbase / r, cmax).
+    #[arg(long)]
+    cbase: Option<i64>,
+    #[arg(long)]
+    cmax: Option<i64>,
+    #[arg(long)]
+    z_dim: Option<i64>,
+    #[arg(long)]
+    w_dim: Option<i64>,
+    /// Mapping network depth.
+    #[arg(long)]
+    map: Option<i64>,
+    #[arg(long)]
+    glr: Option<f64>,
+    #[arg(long)]
+    dlr: Option<f64>,
+    /// R1 weight; default 0.0002·resolution²/batch.
+    #[arg(long)]
+    gamma: Option<f64>,
+    /// Path-length regularisation weight (0 = off).
+    #[arg(long)]
+    pl_weight: Option<f64>,
+    #[arg(long)]
+    style_mixing: Option<f64>,
+    /// Generator EMA half-life in kimg; default batch·10/32.
+    #[arg(long)]
+    ema: Option<f64>,
+    /// EMA ramp-up ratio (0 = none).
+    #[arg(long)]
+    ema_rampup: Option<f64>,
+    #[arg(long)]
+    mbstd_group: Option<i64>,
+    /// Add horizontally mirrored copies of the images.
+    #[arg(long)]
+    mirror: Option<bool>,
+    /// DiffAugment policy for the discriminator, e.g. color,translation,cutout or none.
+    #[arg(long)]
+    diffaug: Option<String>,
+    /// Side of the sample grid written at each snapshot.
+    #[arg(long)]
+    grid: Option<i64>,
+    /// Resolution when --data is a folder, zip or IDX file (converted with center-crop).
+    #[arg(long)]
+    resolution: Option<u32>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// CPU threads for libtorch (default: all cores).
+    #[arg(long)]
+    threads: Option<i32>,
+}
+
+impl TrainArgs {
+    /// Options that define a run; only valid for a new run.
+    fn run_defining_flags(&self) -> Vec<&'static str> {
+        let given = [
+            ("--data", self.data.is_some()),
+            ("--batch", self.batch.is_some()),
+            ("--tick", self.tick.is_some()),
+            ("--seed", self.seed.is_some()),
+            ("--cbase", self.cbase.is_some()),
+            ("--cmax", self.cmax.is_some()),
+            ("--z-dim", self.z_dim.is_some()),
+            ("--w-dim", self.w_dim.is_some()),
+            ("--map", self.map.is_some()),
+            ("--glr", self.glr.is_some()),
+            ("--dlr", self.dlr.is_some()),
+            ("--gamma", self.gamma.is_some()),
+            ("--pl-weight", self.pl_weight.is_some()),
+            ("--style-mixing", self.style_mixing.is_some()),
+            ("--ema", self.ema.is_some()),
+            ("--ema-rampup", self.ema_rampup.is_some()),
+            ("--mbstd-group", self.mbstd_group.is_some()),
+            ("--mirror", self.mirror.is_some()),
+            ("--diffaug", self.diffaug.is_some()),
+            ("--grid", self.grid.is_some()),
+            ("--resolution", self.resolution.is_some()),
+        ];
+        given.into_iter().filter(|g| g.1).map(|g| g.0).collect()
+    }
+}
+
+/// The next free `NNNNN-<name>` directory under `outdir`, numbered like StyleGAN2-ADA's.
+fn new_run_dir(outdir: &Path, name: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(outdir).with_context(|| format!("cannot create --outdir {}", outdir.display()))?;
+    let next = std::fs::read_dir(outdir)?
+        .filter_map(|e| e.ok()?.file_name().to_string_lossy().split('-').next()?.parse::<u64>().ok())
+        .max()
+        .map_or(0, |m| m + 1);
+    Ok(outdir.join(format!("{next:05}-{name}")))
+}
+
+fn is_dataset_file(p: &Path) -> bool {
+    vagan::data::read_header(p).is_ok()
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    if let Some(t) = a.threads {
+        tch::set_num_threads(t);
+    }
+    let device = parse_device(&a.device)?;
+    let (opts, run_dir, resume) = if let Some(r) = &a.resume {
+        let flags = a.run_defining_flags();
+        if !flags.is_empty() {
+            bail!("--resume continues a run with its own options; remove {}", flags.join(", "));
+        }
+        let snap_path = if r.is_dir() { snapshot::latest(r)? } else { r.clone() };
+        let mut opts = Snapshot::load(&snap_path)?.meta.options;
+        if let Some(k) = a.kimg {
+            opts.kimg = k;
+        }
+        if let Some(s) = a.snap {
+            opts.snap = s;
+        }
+        let run_dir = snap_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        (opts, run_dir, Some(snap_path))
+    } else {
+        let data = a.data.clone().context("--data is required (or --resume)")?;
+        let batch = a.batch.unwrap_or(32);
+        let name = data.file_stem().map_or("data".into(), |s| s.to_string_lossy().to_string());
+        let run_dir = new_run_dir(&a.outdir, &format!("{name}-b{batch}"))?;
+        let data = if is_dataset_file(&data) {
+            data
+        } else {
+            let resolution = a.resolution.with_context(|| {
+                format!("--data {} is not a dataset file: give --resolution to convert it", data.display())
+            })?;
+            let dest = run_dir.join("dataset.vds");
+            let copts = ConvertOptions {
+                resolution,
+                transform: Transform::CenterCrop,
+                max_images: None,
+                seed: 0,
+                channels: None,
+                skip_bad: false,
+            };
+            let rep = convert(&data, &dest, &copts)?;
+            eprintln!("converted {} images from {} into {}", rep.written, data.display(), dest.display());
+            dest
+        };
+        let header = vagan::data::read_header(&data)?.0;
+        let opts = TrainOptions {
+            data: std::path::absolute(&data)?,
+            kimg: a.kimg.unwrap_or(1000.0),
+            batch,
+            tick_kimg: a.tick.unwrap_or(4.0),
+            snap: a.snap.unwrap_or(50),
+            seed: a.seed.unwrap_or(0),
+            cbase: a.cbase.unwrap_or(16384),
+            cmax: a.cmax.unwrap_or(512),
+            z_dim: a.z_dim.unwrap_or(512),
+            w_dim: a.w_dim.unwrap_or(512),
+            map_layers: a.map.unwrap_or(2),
+            glr: a.glr.unwrap_or(0.0025),
+            dlr: a.dlr.unwrap_or(0.0025),
+            gamma: a.gamma.unwrap_or_else(|| TrainOptions::auto_gamma(header.resolution, batch)),
+            pl_weight: a.pl_weight.unwrap_or(2.0),
+            style_mixing: a.style_mixing.unwrap_or(0.9),
+            ema_kimg: a.ema.unwrap_or_else(|| TrainOptions::auto_ema_kimg(batch)),
+            ema_rampup: Some(a.ema_rampup.unwrap_or(0.05)).filter(|&r| r > 0.0),
+            mbstd_group: a.mbstd_group.unwrap_or(4),
+            mirror: a.mirror.unwrap_or(false),
+            diffaug: a.diffaug.clone().unwrap_or_else(|| "color,translation,cutout".into()),
+            grid: a.grid.unwrap_or(8),
+        };
+        (opts, run_dir, None)
+    };
+    let mut trainer = Trainer::new(opts, &run_dir, device, resume.as_deref())?;
+    let last = trainer.run(std::io::stderr().is_terminal())?;
+    println!("done: {} (run directory {})", last.display(), run_dir.display());
+    Ok(())
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// A snapshot file, or a run directory (its latest snapshot).
+    #[arg(long)]
+    snapshot: PathBuf,
+    /// Seeds, e.g. 0-63 or 1,5,9.
+    #[arg(long, default_value = "0-63")]
+    seeds: String,
+    /// Truncation ψ (1 = none).
+    #[arg(long, default_value_t = 1.0)]
+    trunc: f64,
+    /// const, random or none.
+    #[arg(long, default_value = "const")]
+    noise_mode: String,
+    #[arg(long)]
+    outdir: PathBuf,
+    /// Also write all images as one grid PNG here.
+    #[arg(long)]
+    grid: Option<PathBuf>,
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+fn generate(a: GenerateArgs) -> Result<()> {
+    let device = parse_device(&a.device)?;
+    let noise = match a.noise_mode.as_str() {
+        "const" => NoiseMode::Const,
+        "random" => NoiseMode::Random,
+        "none" => NoiseMode::None,
+        m => bail!("--noise-mode {m}: expected const, random or none"),
+    };
+    let seeds = vagan::generate::parse_seeds(&a.seeds)?;
+    let path = if a.snapshot.is_dir() { snapshot::latest(&a.snapshot)? } else { a.snapshot.clone() };
+    let snap = Snapshot::load(&path)?;
+    let images = vagan::generate::generate(&snap, &seeds, a.trunc, noise, device)?;
+    vagan::generate::write_images(&images, &seeds, &a.outdir, a.grid.as_deref())?;
+    println!("wrote {} images to {}", seeds.len(), a.outdir.display());
+    Ok(())
+}
+
+#[derive(Args)]
+struct DatasetArgs {
+    /// An image folder (png, jpg, webp, bmp; optional dataset.json labels), a zip of images,
+    /// or an MNIST-format IDX file (gzipped or not).
+    #[arg(long)]
+    source: PathBuf,
+    #[arg(long)]
+    dest: PathBuf,
+    #[arg(long)]
+    resolution: u32,
+    /// center-crop, pad or stretch.
+    #[arg(long, default_value = "center-crop")]
+    transform: String,
+    /// Keep a deterministic random subset of N images.
+    #[arg(long)]
+    max_images: Option<usize>,
+    /// Seed of the subset.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// 1 or 3 (default: 3, or 1 when every image is grey).
+    #[arg(long)]
+    channels: Option<u8>,
+    /// Skip unreadable files instead of stopping.
+    #[arg(long)]
+    skip_bad: bool,
+}
+
+fn dataset(a: DatasetArgs) -> Result<()> {
+    let opts = ConvertOptions {
+        resolution: a.resolution,
+        transform: a.transform.parse()?,
+        max_images: a.max_images,
+        seed: a.seed,
+        channels: a.channels,
+        skip_bad: a.skip_bad,
+    };
+    let rep = convert(&a.source, &a.dest, &opts)?;
+    let h = &rep.header;
+    println!(
+        "wrote {}: {} images, {}×{}×{}{}",
+        a.dest.display(),
+        rep.written,
+        h.channels,
+        h.resolution,
+        h.resolution,
+        if h.has_labels { format!(", {} classes", h.num_classes) } else { String::new() }
+    );
+    if rep.skipped > 0 {
+        println!("skipped {} unreadable files (first: {})", rep.skipped, rep.first_skipped.unwrap_or_default());
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => train(a),
+        Command::Generate(a) => generate(a),
+        Command::Dataset(a) => dataset(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

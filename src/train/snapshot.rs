@@ -1,0 +1,140 @@
+//! Snapshots: one safetensors file with G, D, G_ema, both optimisers' moments, and a JSON
+//! metadata entry with the options, network configurations and training counters.
+use super::TrainOptions;
+use crate::nets::{DiscriminatorConfig, Generator, GeneratorConfig};
+use anyhow::{bail, ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+
+pub const FORMAT_VERSION: u32 = 1;
+const META_KEY: &str = "vagan";
+
+/// Everything besides tensors that a resumed run needs to continue exactly. Random numbers are
+/// drawn from generators reseeded from (options.seed, batch_idx) at every step, so the
+/// counters are the whole random state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainState {
+    pub cur_nimg: u64,
+    pub cur_tick: u64,
+    pub batch_idx: u64,
+    /// Running mean of path lengths (path-length regularisation).
+    pub pl_mean: f64,
+    pub opt_g_step: i64,
+    pub opt_d_step: i64,
+    /// Wall-clock seconds spent training so far (for the logs only).
+    pub total_time_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    pub format_version: u32,
+    pub options: TrainOptions,
+    pub g: GeneratorConfig,
+    pub d: DiscriminatorConfig,
+    pub state: TrainState,
+}
+
+/// File name of the snapshot taken after `nimg` images: kimg as in StyleGAN2-ADA, with the
+/// images beyond whole kimg appended when there are any (tiny runs and tests).
+pub fn file_name(nimg: u64) -> String {
+    if nimg % 1000 == 0 {
+        format!("network-snapshot-{:06}.safetensors", nimg / 1000)
+    } else {
+        format!("network-snapshot-{:06}.{:03}.safetensors", nimg / 1000, nimg % 1000)
+    }
+}
+
+fn nimg_of(name: &str) -> Option<u64> {
+    let stem = name.strip_prefix("network-snapshot-")?.strip_suffix(".safetensors")?;
+    let (k, rest) = stem.split_once('.').unwrap_or((stem, "0"));
+    Some(k.parse::<u64>().ok()? * 1000 + rest.parse::<u64>().ok()?)
+}
+
+/// The most advanced complete snapshot in a run directory. Temporary files from an
+/// interrupted write are hidden (`.name.tmp`) and never match.
+pub fn latest(run_dir: &Path) -> Result<PathBuf> {
+    let mut best: Option<(u64, PathBuf)> = None;
+    for e in std::fs::read_dir(run_dir).with_context(|| format!("cannot list run directory {}", run_dir.display()))? {
+        let p = e?.path();
+        if let Some(n) = p.file_name().and_then(|f| nimg_of(&f.to_string_lossy())) {
+            if best.as_ref().is_none_or(|(b, _)| n > *b) {
+                best = Some((n, p));
+            }
+        }
+    }
+    best.map(|b| b.1).with_context(|| format!("{}: no network-snapshot-*.safetensors to resume from", run_dir.display()))
+}
+
+pub struct Snapshot {
+    pub meta: SnapshotMeta,
+    tensors: HashMap<String, Tensor>,
+    path: PathBuf,
+}
+
+impl Snapshot {
+    pub fn save(path: &Path, meta: &SnapshotMeta, groups: &[(&str, Vec<(String, Tensor)>)]) -> Result<()> {
+        let tensors: Vec<(String, Tensor)> = groups
+            .iter()
+            .flat_map(|(prefix, ts)| ts.iter().map(move |(n, t)| (format!("{prefix}.{n}"), t.shallow_clone())))
+            .collect();
+        let metadata = HashMap::from([(META_KEY.to_string(), serde_json::to_string(meta)?)]);
+        crate::weights::save(path, &tensors, &metadata)
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let (tensors, metadata) = crate::weights::load(path)?;
+        let json = metadata.get(META_KEY).with_context(|| format!("{}: not a vagan snapshot (no metadata)", path.display()))?;
+        let meta: SnapshotMeta =
+            serde_json::from_str(json).with_context(|| format!("{}: unreadable snapshot metadata", path.display()))?;
+        ensure!(
+            meta.format_version == FORMAT_VERSION,
+            "{}: snapshot format {} (this vagan reads {FORMAT_VERSION})",
+            path.display(),
+            meta.format_version
+        );
+        Ok(Self { meta, tensors: tensors.into_iter().collect(), path: path.to_path_buf() })
+    }
+
+    pub fn get(&self, key: &str) -> Option<Tensor> {
+        self.tensors.get(key).map(|t| t.shallow_clone())
+    }
+
+    /// Copies the tensors saved under `prefix` into every variable of `vs`.
+    pub fn restore(&self, prefix: &str, vs: &VarStore) -> Result<()> {
+        tch::no_grad(|| -> Result<()> {
+            for (name, mut var) in vs.variables() {
+                let key = format!("{prefix}.{name}");
+                let Some(src) = self.tensors.get(&key) else {
+                    bail!("{}: tensor {key} missing", self.path.display())
+                };
+                ensure!(
+                    src.size() == var.size(),
+                    "{}: tensor {key} has shape {:?}, the network expects {:?}",
+                    self.path.display(),
+                    src.size(),
+                    var.size()
+                );
+                var.copy_(src);
+            }
+            Ok(())
+        })
+    }
+
+    /// The exponential-moving-average generator, ready for generation.
+    pub fn generator_ema(&self, device: Device) -> Result<(VarStore, Generator)> {
+        let vs = VarStore::new(device);
+        let g = Generator::new(vs.root(), &self.meta.g);
+        self.restore("G_ema", &vs)?;
+        Ok((vs, g))
+    }
+}
+
+/// Variables of a var store as (name, tensor), sorted by name.
+pub fn named(vs: &VarStore) -> Vec<(String, Tensor)> {
+    let mut v: Vec<_> = vs.variables().into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
