@@ -81,9 +81,9 @@ fn per_sample_uniform(x: &Tensor) -> Tensor {
 
 pub fn color(x: &Tensor) -> Tensor {
     let x = x + (per_sample_uniform(x) - 0.5);
-    let m = x.mean_dim(1, true, Kind::Float);
+    let m = x.mean_dim(1, true, None::<Kind>);
     let x = (&x - &m) * (per_sample_uniform(&x) * 2.0) + &m;
-    let m = x.mean_dim(&[1i64, 2, 3][..], true, Kind::Float);
+    let m = x.mean_dim(&[1i64, 2, 3][..], true, None::<Kind>);
     (&x - &m) * (per_sample_uniform(&x) + 0.5) + &m
 }
 

@@ -101,9 +101,9 @@ pub fn minibatch_stddev(x: &Tensor, group_size: i64) -> Tensor {
     let (n, c, h, w) = x.size4().unwrap();
     let g = (1..=group_size.min(n)).rev().find(|g| n % g == 0).unwrap();
     let y = x.reshape([g, n / g, c, h, w]);
-    let y = &y - y.mean_dim(0, true, Kind::Float);
-    let y = (y.square().mean_dim(0, false, Kind::Float) + 1e-8).sqrt(); // [n/g, c, h, w]
-    let y = y.mean_dim(&[1i64, 2, 3][..], false, Kind::Float).reshape([-1, 1, 1, 1]); // [n/g, 1, 1, 1]
+    let y = &y - y.mean_dim(0, true, None::<Kind>);
+    let y = (y.square().mean_dim(0, false, None::<Kind>) + 1e-8).sqrt(); // [n/g, c, h, w]
+    let y = y.mean_dim(&[1i64, 2, 3][..], false, None::<Kind>).reshape([-1, 1, 1, 1]); // [n/g, 1, 1, 1]
     let y = y.repeat([g, 1, h, w]);
     Tensor::cat(&[x, &y], 1)
 }

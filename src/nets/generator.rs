@@ -64,7 +64,7 @@ impl MappingNetwork {
 
     fn forward(&self, z: &Tensor) -> Tensor {
         // Normalise z to unit second moment, as StyleGAN does.
-        let mut x = z * (z.square().mean_dim(1, true, Kind::Float) + 1e-8).rsqrt();
+        let mut x = z * (z.square().mean_dim(1, true, None::<Kind>) + 1e-8).rsqrt();
         for l in &self.layers {
             x = l.forward(&x);
         }
@@ -175,7 +175,7 @@ impl Generator {
     /// Moves the tracked mean w towards the batch mean (training only, β = 0.995).
     pub fn update_w_avg(&self, ws: &Tensor) {
         tch::no_grad(|| {
-            let batch_mean = ws.select(1, 0).mean_dim(0, false, Kind::Float);
+            let batch_mean = ws.select(1, 0).mean_dim(0, false, None::<Kind>);
             let mut w_avg = self.mapping.w_avg.shallow_clone();
             w_avg.copy_(&batch_mean.lerp(&w_avg, 0.995));
         });

@@ -18,7 +18,7 @@ pub fn lrelu(x: &Tensor) -> Tensor {
 pub fn blur_filter(device: tch::Device) -> Tensor {
     let f = Tensor::from_slice(&[1f32, 3., 3., 1.]).to_device(device);
     let f2 = f.outer(&f);
-    &f2 / f2.sum(Kind::Float)
+    &f2 / f2.sum(None::<Kind>)
 }
 
 /// Upsample by zero insertion, pad, filter with a 2-D FIR filter `f` (scaled by `gain`) and
@@ -206,7 +206,7 @@ impl ModulatedConv2d {
         };
         if self.demodulate {
             // d[n, o] = 1 / sqrt(sum_{i,kh,kw} (W[o,i,kh,kw] * s[n,i])^2 + 1e-8)
-            let wsq = self.weight.square().sum_dim_intlist(&[2i64, 3][..], false, Kind::Float); // [out, in]
+            let wsq = self.weight.square().sum_dim_intlist(&[2i64, 3][..], false, None::<Kind>); // [out, in]
             let d = (styles.square().matmul(&wsq.transpose(0, 1)) + 1e-8).rsqrt(); // [N, out]
             y * d.unsqueeze(-1).unsqueeze(-1)
         } else {

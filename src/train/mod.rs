@@ -265,7 +265,7 @@ impl Trainer {
         self.vs_d.freeze();
         let (fake, _) = self.run_g(&self.latents(batch));
         let fake_logits = self.d.forward(&self.aug(&fake));
-        let loss_g = fake_logits.neg().softplus().mean(Kind::Float);
+        let loss_g = fake_logits.neg().softplus().mean(None::<Kind>);
         stats.add("loss_G", checked(&loss_g, "the generator loss", &self.state)?);
         self.opt_g.zero_grad();
         loss_g.backward();
@@ -277,12 +277,12 @@ impl Trainer {
             let (img, ws) = self.run_g(&self.latents(n));
             let (h, w) = (img.size()[2], img.size()[3]);
             let noise = img.randn_like() / ((h * w) as f64).sqrt();
-            let grads = Tensor::run_backward(&[(&img * &noise).sum(Kind::Float)], &[&ws], true, true);
-            let lengths = grads[0].square().sum_dim_intlist(2, false, Kind::Float).mean_dim(1, false, Kind::Float).sqrt();
-            let pl_mean = self.state.pl_mean + (lengths.mean(Kind::Float).double_value(&[]) - self.state.pl_mean) * 0.01;
+            let grads = Tensor::run_backward(&[(&img * &noise).sum(None::<Kind>)], &[&ws], true, true);
+            let lengths = grads[0].square().sum_dim_intlist(2, false, None::<Kind>).mean_dim(1, false, None::<Kind>).sqrt();
+            let pl_mean = self.state.pl_mean + (lengths.mean(None::<Kind>).double_value(&[]) - self.state.pl_mean) * 0.01;
             let penalty = (&lengths - pl_mean).square();
-            let loss = penalty.mean(Kind::Float) * (self.opts.pl_weight * G_REG_INTERVAL as f64);
-            stats.add("pl_penalty", checked(&penalty.mean(Kind::Float), "the path-length penalty", &self.state)?);
+            let loss = penalty.mean(None::<Kind>) * (self.opts.pl_weight * G_REG_INTERVAL as f64);
+            stats.add("pl_penalty", checked(&penalty.mean(None::<Kind>), "the path-length penalty", &self.state)?);
             self.state.pl_mean = pl_mean;
             self.opt_g.zero_grad();
             loss.backward();
@@ -294,10 +294,10 @@ impl Trainer {
         let fake = tch::no_grad(|| self.run_g(&self.latents(batch)).0);
         let fake_logits = self.d.forward(&self.aug(&fake));
         let real_logits = self.d.forward(&self.aug(&real));
-        let loss_d = fake_logits.softplus().mean(Kind::Float) + real_logits.neg().softplus().mean(Kind::Float);
+        let loss_d = fake_logits.softplus().mean(None::<Kind>) + real_logits.neg().softplus().mean(None::<Kind>);
         stats.add("loss_D", checked(&loss_d, "the discriminator loss", &self.state)?);
-        stats.add("score_real", real_logits.mean(Kind::Float).double_value(&[]));
-        stats.add("score_fake", fake_logits.mean(Kind::Float).double_value(&[]));
+        stats.add("score_real", real_logits.mean(None::<Kind>).double_value(&[]));
+        stats.add("score_fake", fake_logits.mean(None::<Kind>).double_value(&[]));
         self.opt_d.zero_grad();
         loss_d.backward();
         self.opt_d.step();
@@ -305,8 +305,8 @@ impl Trainer {
         // D regularisation: lazy R1 on the reals, weighted by the interval.
         if self.opts.gamma > 0.0 && self.state.batch_idx % D_REG_INTERVAL == 0 {
             let penalty = r1_penalty(&self.d, &self.policy, &real);
-            let loss = penalty.mean(Kind::Float) * (self.opts.gamma / 2.0 * D_REG_INTERVAL as f64);
-            stats.add("r1_penalty", checked(&penalty.mean(Kind::Float), "the R1 penalty", &self.state)?);
+            let loss = penalty.mean(None::<Kind>) * (self.opts.gamma / 2.0 * D_REG_INTERVAL as f64);
+            stats.add("r1_penalty", checked(&penalty.mean(None::<Kind>), "the R1 penalty", &self.state)?);
             self.opt_d.zero_grad();
             loss.backward();
             self.opt_d.step();
@@ -504,8 +504,8 @@ impl Trainer {
 pub fn r1_penalty(d: &Discriminator, policy: &Policy, real: &Tensor) -> Tensor {
     let x = real.detach().set_requires_grad(true);
     let logits = d.forward(&policy.apply(&x));
-    let grads = Tensor::run_backward(&[logits.sum(Kind::Float)], &[&x], true, true);
-    grads[0].square().sum_dim_intlist(&[1i64, 2, 3][..], false, Kind::Float)
+    let grads = Tensor::run_backward(&[logits.sum(None::<Kind>)], &[&x], true, true);
+    grads[0].square().sum_dim_intlist(&[1i64, 2, 3][..], false, None::<Kind>)
 }
 
 /// Peak resident memory of this process (VmHWM), in GiB; 0 where /proc is unavailable.
