@@ -11,7 +11,8 @@ fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("VAGAN_PYTHON") {
         return PathBuf::from(p);
     }
-    let venv = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join(".venv/bin/python3");
+    let venv =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join(".venv/bin/python3");
     if venv.exists() {
         venv
     } else {
@@ -24,9 +25,17 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let python = python();
     let out = Command::new(&python)
-        .args(["-c", "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))"])
+        .args([
+            "-c",
+            "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))",
+        ])
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}; run scripts/install.sh first", python.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e}; run scripts/install.sh first",
+                python.display()
+            )
+        });
     if !out.status.success() {
         panic!(
             "{} cannot import torch ({}); run scripts/install.sh first",

@@ -10,10 +10,15 @@ pub fn parse_seeds(s: &str) -> Result<Vec<u64>> {
     let mut seeds = Vec::new();
     for part in s.split(',').filter(|p| !p.is_empty()) {
         let parsed = match part.split_once('-') {
-            Some((a, b)) => a.trim().parse::<u64>().and_then(|a| b.trim().parse::<u64>().map(|b| (a, b))).map(|(a, b)| a..=b),
+            Some((a, b)) => a
+                .trim()
+                .parse::<u64>()
+                .and_then(|a| b.trim().parse::<u64>().map(|b| (a, b)))
+                .map(|(a, b)| a..=b),
             None => part.trim().parse::<u64>().map(|a| a..=a),
         };
-        let range = parsed.with_context(|| format!("--seeds {s}: '{part}' is not a number or a range a-b"))?;
+        let range = parsed
+            .with_context(|| format!("--seeds {s}: '{part}' is not a number or a range a-b"))?;
         ensure!(!range.is_empty(), "--seeds {s}: empty range '{part}'");
         seeds.extend(range);
     }
@@ -31,22 +36,40 @@ pub fn latent(seed: u64, z_dim: i64) -> Tensor {
 }
 
 /// Images in [-1, 1] for `seeds`, computed in batches.
-pub fn generate(snapshot: &Snapshot, seeds: &[u64], truncation_psi: f64, noise: NoiseMode, device: Device) -> Result<Tensor> {
+pub fn generate(
+    snapshot: &Snapshot,
+    seeds: &[u64],
+    truncation_psi: f64,
+    noise: NoiseMode,
+    device: Device,
+) -> Result<Tensor> {
     let (_vs, g) = snapshot.generator_ema(device)?;
     let z: Vec<Tensor> = seeds.iter().map(|&s| latent(s, g.cfg.z_dim)).collect();
     let z = Tensor::cat(&z, 0).to_device(device);
     tch::no_grad(|| {
-        let out: Vec<Tensor> =
-            z.split(64, 0).iter().map(|z| g.forward(z, truncation_psi, noise).to_device(Device::Cpu)).collect();
+        let out: Vec<Tensor> = z
+            .split(64, 0)
+            .iter()
+            .map(|z| g.forward(z, truncation_psi, noise).to_device(Device::Cpu))
+            .collect();
         Ok(Tensor::cat(&out, 0))
     })
 }
 
 /// Writes `seed%04d.png` for every seed into `outdir`, and optionally a grid.
-pub fn write_images(images: &Tensor, seeds: &[u64], outdir: &Path, grid: Option<&Path>) -> Result<()> {
-    std::fs::create_dir_all(outdir).with_context(|| format!("cannot create {}", outdir.display()))?;
+pub fn write_images(
+    images: &Tensor,
+    seeds: &[u64],
+    outdir: &Path,
+    grid: Option<&Path>,
+) -> Result<()> {
+    std::fs::create_dir_all(outdir)
+        .with_context(|| format!("cannot create {}", outdir.display()))?;
     for (i, seed) in seeds.iter().enumerate() {
-        crate::images::save_image(&images.get(i as i64), &outdir.join(format!("seed{seed:04}.png")))?;
+        crate::images::save_image(
+            &images.get(i as i64),
+            &outdir.join(format!("seed{seed:04}.png")),
+        )?;
     }
     if let Some(g) = grid {
         let cols = (seeds.len() as f64).sqrt().ceil() as i64;

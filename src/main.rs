@@ -10,7 +10,11 @@ use vagan::train::{TrainOptions, Trainer};
 use vagan::util::parse_device;
 
 #[derive(Parser)]
-#[command(name = "vagan", version, about = "GAN training with vision-aided discriminators")]
+#[command(
+    name = "vagan",
+    version,
+    about = "GAN training with vision-aided discriminators"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -135,9 +139,18 @@ impl TrainArgs {
 
 /// The next free `NNNNN-<name>` directory under `outdir`, numbered like StyleGAN2-ADA's.
 fn new_run_dir(outdir: &Path, name: &str) -> Result<PathBuf> {
-    std::fs::create_dir_all(outdir).with_context(|| format!("cannot create --outdir {}", outdir.display()))?;
+    std::fs::create_dir_all(outdir)
+        .with_context(|| format!("cannot create --outdir {}", outdir.display()))?;
     let next = std::fs::read_dir(outdir)?
-        .filter_map(|e| e.ok()?.file_name().to_string_lossy().split('-').next()?.parse::<u64>().ok())
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_string_lossy()
+                .split('-')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
         .max()
         .map_or(0, |m| m + 1);
     Ok(outdir.join(format!("{next:05}-{name}")))
@@ -155,28 +168,55 @@ fn train(a: TrainArgs) -> Result<()> {
     let (opts, run_dir, resume) = if let Some(r) = &a.resume {
         let flags = a.run_defining_flags();
         if !flags.is_empty() {
-            bail!("--resume continues a run with its own options; remove {}", flags.join(", "));
+            bail!(
+                "--resume continues a run with its own options; remove {}",
+                flags.join(", ")
+            );
         }
-        let snap_path = if r.is_dir() { snapshot::latest(r)? } else { r.clone() };
-        let mut opts = Snapshot::load(&snap_path)?.meta.options;
+        // A run killed before its first snapshot restarts from its options: the same result.
+        let options_file = r.join("training_options.json");
+        let (mut opts, run_dir, snap_path) =
+            if r.is_dir() && snapshot::latest(r).is_err() && options_file.exists() {
+                let json = std::fs::read_to_string(&options_file)?;
+                let opts: TrainOptions = serde_json::from_str(&json)
+                    .with_context(|| format!("{}: unreadable options", options_file.display()))?;
+                (opts, r.clone(), None)
+            } else {
+                let snap_path = if r.is_dir() {
+                    snapshot::latest(r)?
+                } else {
+                    r.clone()
+                };
+                let opts = Snapshot::load(&snap_path)?.meta.options;
+                let run_dir = snap_path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."))
+                    .to_path_buf();
+                (opts, run_dir, Some(snap_path))
+            };
         if let Some(k) = a.kimg {
             opts.kimg = k;
         }
         if let Some(s) = a.snap {
             opts.snap = s;
         }
-        let run_dir = snap_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-        (opts, run_dir, Some(snap_path))
+        (opts, run_dir, snap_path)
     } else {
         let data = a.data.clone().context("--data is required (or --resume)")?;
         let batch = a.batch.unwrap_or(32);
-        let name = data.file_stem().map_or("data".into(), |s| s.to_string_lossy().to_string());
+        let name = data
+            .file_stem()
+            .map_or("data".into(), |s| s.to_string_lossy().to_string());
         let run_dir = new_run_dir(&a.outdir, &format!("{name}-b{batch}"))?;
         let data = if is_dataset_file(&data) {
             data
         } else {
             let resolution = a.resolution.with_context(|| {
-                format!("--data {} is not a dataset file: give --resolution to convert it", data.display())
+                format!(
+                    "--data {} is not a dataset file: give --resolution to convert it",
+                    data.display()
+                )
             })?;
             let dest = run_dir.join("dataset.vds");
             let copts = ConvertOptions {
@@ -188,7 +228,12 @@ fn train(a: TrainArgs) -> Result<()> {
                 skip_bad: false,
             };
             let rep = convert(&data, &dest, &copts)?;
-            eprintln!("converted {} images from {} into {}", rep.written, data.display(), dest.display());
+            eprintln!(
+                "converted {} images from {} into {}",
+                rep.written,
+                data.display(),
+                dest.display()
+            );
             dest
         };
         let header = vagan::data::read_header(&data)?.0;
@@ -206,21 +251,30 @@ fn train(a: TrainArgs) -> Result<()> {
             map_layers: a.map.unwrap_or(2),
             glr: a.glr.unwrap_or(0.0025),
             dlr: a.dlr.unwrap_or(0.0025),
-            gamma: a.gamma.unwrap_or_else(|| TrainOptions::auto_gamma(header.resolution, batch)),
+            gamma: a
+                .gamma
+                .unwrap_or_else(|| TrainOptions::auto_gamma(header.resolution, batch)),
             pl_weight: a.pl_weight.unwrap_or(2.0),
             style_mixing: a.style_mixing.unwrap_or(0.9),
             ema_kimg: a.ema.unwrap_or_else(|| TrainOptions::auto_ema_kimg(batch)),
             ema_rampup: Some(a.ema_rampup.unwrap_or(0.05)).filter(|&r| r > 0.0),
             mbstd_group: a.mbstd_group.unwrap_or(4),
             mirror: a.mirror.unwrap_or(false),
-            diffaug: a.diffaug.clone().unwrap_or_else(|| "color,translation,cutout".into()),
+            diffaug: a
+                .diffaug
+                .clone()
+                .unwrap_or_else(|| "color,translation,cutout".into()),
             grid: a.grid.unwrap_or(8),
         };
         (opts, run_dir, None)
     };
     let mut trainer = Trainer::new(opts, &run_dir, device, resume.as_deref())?;
     let last = trainer.run(std::io::stderr().is_terminal())?;
-    println!("done: {} (run directory {})", last.display(), run_dir.display());
+    println!(
+        "done: {} (run directory {})",
+        last.display(),
+        run_dir.display()
+    );
     Ok(())
 }
 
@@ -256,7 +310,11 @@ fn generate(a: GenerateArgs) -> Result<()> {
         m => bail!("--noise-mode {m}: expected const, random or none"),
     };
     let seeds = vagan::generate::parse_seeds(&a.seeds)?;
-    let path = if a.snapshot.is_dir() { snapshot::latest(&a.snapshot)? } else { a.snapshot.clone() };
+    let path = if a.snapshot.is_dir() {
+        snapshot::latest(&a.snapshot)?
+    } else {
+        a.snapshot.clone()
+    };
     let snap = Snapshot::load(&path)?;
     let images = vagan::generate::generate(&snap, &seeds, a.trunc, noise, device)?;
     vagan::generate::write_images(&images, &seeds, &a.outdir, a.grid.as_deref())?;
@@ -309,10 +367,18 @@ fn dataset(a: DatasetArgs) -> Result<()> {
         h.channels,
         h.resolution,
         h.resolution,
-        if h.has_labels { format!(", {} classes", h.num_classes) } else { String::new() }
+        if h.has_labels {
+            format!(", {} classes", h.num_classes)
+        } else {
+            String::new()
+        }
     );
     if rep.skipped > 0 {
-        println!("skipped {} unreadable files (first: {})", rep.skipped, rep.first_skipped.unwrap_or_default());
+        println!(
+            "skipped {} unreadable files (first: {})",
+            rep.skipped,
+            rep.first_skipped.unwrap_or_default()
+        );
     }
     Ok(())
 }

@@ -7,15 +7,22 @@ use std::path::{Path, PathBuf};
 /// Writes a file so that readers only ever see the old or the complete new version: the data
 /// goes to a hidden temporary file in the same directory, is flushed to disk, then renamed.
 pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().with_context(|| format!("{} is not a file path", path.display()))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file path", path.display()))?;
     let tmp: PathBuf = dir.join(format!(".{}.tmp", name.to_string_lossy()));
     let mut f = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     write(&mut f).with_context(|| format!("cannot write {}", tmp.display()))?;
     f.flush()?;
-    f.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
+    f.sync_all()
+        .with_context(|| format!("cannot sync {}", tmp.display()))?;
     drop(f);
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
     // Make the rename itself durable.
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
@@ -75,10 +82,16 @@ pub fn parse_device(s: &str) -> Result<tch::Device> {
         "auto" => Ok(tch::Device::cuda_if_available()),
         "cpu" => Ok(tch::Device::Cpu),
         "cuda" => {
-            anyhow::ensure!(tch::Cuda::is_available(), "--device cuda: libtorch sees no CUDA device");
+            anyhow::ensure!(
+                tch::Cuda::is_available(),
+                "--device cuda: libtorch sees no CUDA device"
+            );
             Ok(tch::Device::Cuda(0))
         }
-        s => match s.strip_prefix("cuda:").and_then(|i| i.parse::<usize>().ok()) {
+        s => match s
+            .strip_prefix("cuda:")
+            .and_then(|i| i.parse::<usize>().ok())
+        {
             Some(i) => Ok(tch::Device::Cuda(i)),
             None => anyhow::bail!("--device {s}: expected auto, cpu, cuda or cuda:N"),
         },

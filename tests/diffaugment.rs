@@ -21,7 +21,9 @@ fn policy_parses_and_rejects_unknown_ops() {
 fn translation_shifts_by_at_most_an_eighth_and_fills_zeros() {
     tch::manual_seed(0);
     let (n, h, w) = (256i64, 16i64, 16i64);
-    let ramp = (Tensor::arange(h * w, opts()) + 1.0).reshape([1, 1, h, w]).repeat([n, 1, 1, 1]);
+    let ramp = (Tensor::arange(h * w, opts()) + 1.0)
+        .reshape([1, 1, h, w])
+        .repeat([n, 1, 1, 1]);
     let y = translation(&ramp, 0.125);
     let y = Vec::<f32>::try_from(y.flatten(0, -1)).unwrap();
     let mut seen = std::collections::BTreeSet::new();
@@ -35,11 +37,18 @@ fn translation_shifts_by_at_most_an_eighth_and_fills_zeros() {
                 }
                 let src = v as i64 - 1;
                 let (di, dj) = (src / w - i as i64, src % w - j as i64);
-                assert_eq!(*shift.get_or_insert((di, dj)), (di, dj), "sample {s} is not a pure shift");
+                assert_eq!(
+                    *shift.get_or_insert((di, dj)),
+                    (di, dj),
+                    "sample {s} is not a pure shift"
+                );
             }
         }
         let (di, dj) = shift.expect("some pixels survive");
-        assert!(di.abs() <= 2 && dj.abs() <= 2, "shift ({di}, {dj}) beyond round(16/8) = 2");
+        assert!(
+            di.abs() <= 2 && dj.abs() <= 2,
+            "shift ({di}, {dj}) beyond round(16/8) = 2"
+        );
         // Every pixel whose source lies outside the image is zero, every other is its source.
         for i in 0..16i64 {
             for j in 0..16i64 {
@@ -50,7 +59,12 @@ fn translation_shifts_by_at_most_an_eighth_and_fills_zeros() {
         }
         seen.insert((di, dj));
     }
-    assert!(seen.contains(&(-2, -2)) || seen.contains(&(-2, 2)) || seen.contains(&(2, -2)) || seen.contains(&(2, 2)));
+    assert!(
+        seen.contains(&(-2, -2))
+            || seen.contains(&(-2, 2))
+            || seen.contains(&(2, -2))
+            || seen.contains(&(2, 2))
+    );
     assert!(seen.len() > 15, "shifts not spread: {seen:?}");
 }
 
@@ -76,7 +90,10 @@ fn cutout_zeroes_one_clipped_square_of_half_the_side() {
             full_squares += 1;
         }
     }
-    assert!(full_squares > n / 4, "only {full_squares} unclipped 8×8 squares");
+    assert!(
+        full_squares > n / 4,
+        "only {full_squares} unclipped 8×8 squares"
+    );
 }
 
 #[test]
@@ -87,17 +104,39 @@ fn color_ranges() {
     let flat = Tensor::full([n, 3, 4, 4], 0.1, opts());
     let d = color(&flat) - 0.1;
     let per_sample = d.amax(&[1i64, 2, 3][..], false);
-    assert!(d.std_dim(&[1i64, 2, 3][..], true, false).max().double_value(&[]) < 1e-5);
-    let (lo, hi) = (per_sample.min().double_value(&[]), per_sample.max().double_value(&[]));
-    assert!(lo >= -0.5 - 1e-6 && hi <= 0.5 + 1e-6, "brightness in [{lo}, {hi}]");
-    assert!(lo < -0.45 && hi > 0.45, "brightness does not span its range: [{lo}, {hi}]");
+    assert!(
+        d.std_dim(&[1i64, 2, 3][..], true, false)
+            .max()
+            .double_value(&[])
+            < 1e-5
+    );
+    let (lo, hi) = (
+        per_sample.min().double_value(&[]),
+        per_sample.max().double_value(&[]),
+    );
+    assert!(
+        lo >= -0.5 - 1e-6 && hi <= 0.5 + 1e-6,
+        "brightness in [{lo}, {hi}]"
+    );
+    assert!(
+        lo < -0.45 && hi > 0.45,
+        "brightness does not span its range: [{lo}, {hi}]"
+    );
     // Pure chroma (channel deviations only): saturation scales by U(0, 2), contrast by U(0.5, 1.5).
-    let chroma = Tensor::from_slice(&[0.3f32, -0.1, -0.2]).reshape([1, 3, 1, 1]).repeat([n, 1, 4, 4]);
+    let chroma = Tensor::from_slice(&[0.3f32, -0.1, -0.2])
+        .reshape([1, 3, 1, 1])
+        .repeat([n, 1, 4, 4]);
     let y = color(&chroma);
     let dev = &y - y.mean_dim(1, true, Kind::Float);
-    let ratio = dev.select(1, 0).mean_dim(&[1i64, 2][..], false, Kind::Float) / 0.3;
+    let ratio = dev
+        .select(1, 0)
+        .mean_dim(&[1i64, 2][..], false, Kind::Float)
+        / 0.3;
     let (lo, hi) = (ratio.min().double_value(&[]), ratio.max().double_value(&[]));
-    assert!(lo >= -1e-5 && hi <= 3.0 + 1e-5, "chroma factor in [{lo}, {hi}]");
+    assert!(
+        lo >= -1e-5 && hi <= 3.0 + 1e-5,
+        "chroma factor in [{lo}, {hi}]"
+    );
     assert!(hi > 2.0, "chroma factor never above 2: {hi}");
 }
 

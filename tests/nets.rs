@@ -1,11 +1,16 @@
 //! Layer shapes, equalised-learning-rate scaling, FIR resampling and modulated convolution.
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-use vagan::nets::layers::{blur_filter, upfirdn2d, upsample2d, ConvConfig, EqualConv2d, EqualLinear, LinearConfig, ModulatedConv2d};
+use vagan::nets::layers::{
+    blur_filter, upfirdn2d, upsample2d, ConvConfig, EqualConv2d, EqualLinear, LinearConfig,
+    ModulatedConv2d,
+};
 use vagan::nets::{Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, NoiseMode};
 
 fn var(vs: &VarStore, name: &str) -> Tensor {
-    vs.variables().remove(name).unwrap_or_else(|| panic!("no variable {name}: {:?}", vs.variables().keys()))
+    vs.variables()
+        .remove(name)
+        .unwrap_or_else(|| panic!("no variable {name}: {:?}", vs.variables().keys()))
 }
 
 fn close(a: &Tensor, b: &Tensor, tol: f64) {
@@ -19,14 +24,23 @@ fn close(a: &Tensor, b: &Tensor, tol: f64) {
 fn equal_linear_scales_weights_at_run_time() {
     tch::manual_seed(0);
     let vs = VarStore::new(Device::Cpu);
-    let cfg = LinearConfig { lr_mult: 0.01, bias_init: 1.0, ..LinearConfig::default() };
+    let cfg = LinearConfig {
+        lr_mult: 0.01,
+        bias_init: 1.0,
+        ..LinearConfig::default()
+    };
     let fc = EqualLinear::new(vs.root() / "fc", 256, 64, cfg);
     let w = var(&vs, "fc.weight");
     let b = var(&vs, "fc.bias");
     // Stored as N(0, 1/lr_mult²) and bias_init/lr_mult ...
     let std = f64::try_from(w.std(true)).unwrap();
     assert!((std - 100.0).abs() < 5.0, "stored weight std {std}");
-    assert!(b.allclose(&Tensor::full([64], 100.0, (Kind::Float, Device::Cpu)), 1e-6, 1e-6, false));
+    assert!(b.allclose(
+        &Tensor::full([64], 100.0, (Kind::Float, Device::Cpu)),
+        1e-6,
+        1e-6,
+        false
+    ));
     // ... and used as w·lr_mult/√fan_in, b·lr_mult.
     let x = Tensor::randn([5, 256], (Kind::Float, Device::Cpu));
     let expected = x.matmul(&(&w * (0.01 / 16.0)).tr()) + &b * 0.01;
@@ -44,21 +58,57 @@ fn equal_linear_scales_weights_at_run_time() {
 fn equal_conv_shapes_and_scaling() {
     tch::manual_seed(1);
     let vs = VarStore::new(Device::Cpu);
-    let plain = EqualConv2d::new(vs.root() / "a", 3, 8, 3, ConvConfig { activate: false, ..Default::default() });
+    let plain = EqualConv2d::new(
+        vs.root() / "a",
+        3,
+        8,
+        3,
+        ConvConfig {
+            activate: false,
+            ..Default::default()
+        },
+    );
     let x = Tensor::randn([2, 3, 16, 16], (Kind::Float, Device::Cpu));
     let y = plain.forward(&x, 1.0);
     assert_eq!(y.size(), [2, 8, 16, 16]);
     let w = var(&vs, "a.weight") / (27f64).sqrt();
-    close(&y, &x.conv2d(&w, Some(&var(&vs, "a.bias")), [1, 1], [1, 1], [1, 1], 1), 1e-5);
-    let down3 = EqualConv2d::new(vs.root() / "b", 3, 8, 3, ConvConfig { down: true, ..Default::default() });
+    close(
+        &y,
+        &x.conv2d(&w, Some(&var(&vs, "a.bias")), [1, 1], [1, 1], [1, 1], 1),
+        1e-5,
+    );
+    let down3 = EqualConv2d::new(
+        vs.root() / "b",
+        3,
+        8,
+        3,
+        ConvConfig {
+            down: true,
+            ..Default::default()
+        },
+    );
     assert_eq!(down3.forward(&x, 1.0).size(), [2, 8, 8, 8]);
-    let down1 = EqualConv2d::new(vs.root() / "c", 3, 8, 1, ConvConfig { down: true, bias: false, activate: false });
+    let down1 = EqualConv2d::new(
+        vs.root() / "c",
+        3,
+        8,
+        1,
+        ConvConfig {
+            down: true,
+            bias: false,
+            activate: false,
+        },
+    );
     assert_eq!(down1.forward(&x, 0.5).size(), [2, 8, 8, 8]);
     // Blur-and-subsample of a constant image keeps the constant away from the borders.
     let ones = Tensor::ones([1, 1, 16, 16], (Kind::Float, Device::Cpu));
     let d = upfirdn2d(&ones, &blur_filter(Device::Cpu), 1, 2, [1, 1, 1, 1], 1.0);
     assert_eq!(d.size(), [1, 1, 8, 8]);
-    close(&d.narrow(2, 1, 6).narrow(3, 1, 6), &Tensor::ones([1, 1, 6, 6], (Kind::Float, Device::Cpu)), 1e-6);
+    close(
+        &d.narrow(2, 1, 6).narrow(3, 1, 6),
+        &Tensor::ones([1, 1, 6, 6], (Kind::Float, Device::Cpu)),
+        1e-6,
+    );
 }
 
 #[test]
@@ -69,7 +119,11 @@ fn blurred_upsampling_preserves_constants_and_doubles_size() {
     let y = upsample2d(&x, &f);
     assert_eq!(y.size(), [1, 3, 16, 16]);
     let inner = y.narrow(2, 2, 12).narrow(3, 2, 12);
-    close(&inner, &Tensor::full([1, 3, 12, 12], 0.7, (Kind::Float, Device::Cpu)), 1e-6);
+    close(
+        &inner,
+        &Tensor::full([1, 3, 12, 12], 0.7, (Kind::Float, Device::Cpu)),
+        1e-6,
+    );
 }
 
 /// The reference definition of the modulated conv: per-sample weights W·s, demodulated by
@@ -84,7 +138,11 @@ fn reference_modconv(vs: &VarStore, x: &Tensor, w: &Tensor, up: bool) -> Tensor 
     let outs: Vec<Tensor> = (0..n)
         .map(|i| {
             let wi = &weight * styles.get(i).reshape([1, -1, 1, 1]);
-            let d = (wi.square().sum_dim_intlist(&[1i64, 2, 3][..], true, Kind::Float) + 1e-8).rsqrt();
+            let d = (wi
+                .square()
+                .sum_dim_intlist(&[1i64, 2, 3][..], true, Kind::Float)
+                + 1e-8)
+                .rsqrt();
             let wi = wi * d;
             let xi = x.get(i).unsqueeze(0);
             if up {
@@ -107,13 +165,24 @@ fn modulated_conv_matches_per_sample_weight_definition() {
         let x = Tensor::randn([3, 5, 8, 8], (Kind::Float, Device::Cpu));
         let w = Tensor::randn([3, 6], (Kind::Float, Device::Cpu));
         let y = conv.forward(&x, &w);
-        assert_eq!(y.size(), [3, 7, if up { 16 } else { 8 }, if up { 16 } else { 8 }]);
+        assert_eq!(
+            y.size(),
+            [3, 7, if up { 16 } else { 8 }, if up { 16 } else { 8 }]
+        );
         close(&y, &reference_modconv(&vs, &x, &w, up), 1e-4);
     }
 }
 
 fn gcfg(res: i64) -> GeneratorConfig {
-    GeneratorConfig { z_dim: 16, w_dim: 12, mapping_layers: 2, resolution: res, img_channels: 3, channel_base: 256, channel_max: 32 }
+    GeneratorConfig {
+        z_dim: 16,
+        w_dim: 12,
+        mapping_layers: 2,
+        resolution: res,
+        img_channels: 3,
+        channel_base: 256,
+        channel_max: 32,
+    }
 }
 
 #[test]
@@ -122,7 +191,10 @@ fn generator_shapes_and_truncation() {
     let cfg = gcfg(32);
     assert_eq!(cfg.block_resolutions(), [4, 8, 16, 32]);
     assert_eq!(cfg.num_ws(), 8);
-    assert_eq!((cfg.channels(4), cfg.channels(16), cfg.channels(32)), (32, 16, 8));
+    assert_eq!(
+        (cfg.channels(4), cfg.channels(16), cfg.channels(32)),
+        (32, 16, 8)
+    );
     let vs = VarStore::new(Device::Cpu);
     let g = Generator::new(vs.root(), &cfg);
     let z = Tensor::randn([5, 16], (Kind::Float, Device::Cpu));
@@ -147,8 +219,15 @@ fn generator_shapes_and_truncation() {
     assert!(!a.allclose(&g.forward(&z, 1.0, NoiseMode::Random), 1e-4, 1e-4, false));
     // Layer names follow the blocks.
     let names = vs.variables();
-    for n in ["mapping.fc0.weight", "mapping.w_avg", "synthesis.const", "synthesis.b4.conv1.conv.weight",
-              "synthesis.b32.conv0.conv.affine.bias", "synthesis.b32.torgb.bias", "synthesis.b8.conv1.noise_const"] {
+    for n in [
+        "mapping.fc0.weight",
+        "mapping.w_avg",
+        "synthesis.const",
+        "synthesis.b4.conv1.conv.weight",
+        "synthesis.b32.conv0.conv.affine.bias",
+        "synthesis.b32.torgb.bias",
+        "synthesis.b8.conv1.noise_const",
+    ] {
         assert!(names.contains_key(n), "missing {n}");
     }
     assert!(!names.contains_key("synthesis.b4.conv0.conv.weight"));
@@ -157,7 +236,13 @@ fn generator_shapes_and_truncation() {
 #[test]
 fn discriminator_shapes_and_minibatch_stddev() {
     tch::manual_seed(4);
-    let cfg = DiscriminatorConfig { resolution: 32, img_channels: 1, channel_base: 256, channel_max: 32, mbstd_group: 4 };
+    let cfg = DiscriminatorConfig {
+        resolution: 32,
+        img_channels: 1,
+        channel_base: 256,
+        channel_max: 32,
+        mbstd_group: 4,
+    };
     let vs = VarStore::new(Device::Cpu);
     let d = Discriminator::new(vs.root(), &cfg);
     for n in [1, 4, 6, 8] {
@@ -172,9 +257,16 @@ fn discriminator_shapes_and_minibatch_stddev() {
     let y = vagan::nets::discriminator::minibatch_stddev(&x, 4);
     assert_eq!(y.size(), [8, 3, 3, 3]);
     let group0 = x.index_select(0, &Tensor::from_slice(&[0i64, 2, 4, 6]));
-    let expected = (group0.var_dim(0, false, false) + 1e-8).sqrt().mean(Kind::Float).double_value(&[]);
+    let expected = (group0.var_dim(0, false, false) + 1e-8)
+        .sqrt()
+        .mean(Kind::Float)
+        .double_value(&[]);
     for i in [0, 2, 4, 6] {
         let v = y.get(i).get(2);
-        close(&v, &Tensor::full([3, 3], expected, (Kind::Float, Device::Cpu)), 1e-5);
+        close(
+            &v,
+            &Tensor::full([3, 3], expected, (Kind::Float, Device::Cpu)),
+            1e-5,
+        );
     }
 }

@@ -7,7 +7,13 @@ use vagan::nets::{Discriminator, DiscriminatorConfig};
 fn tiny_d() -> (VarStore, Discriminator) {
     tch::manual_seed(11);
     let mut vs = VarStore::new(Device::Cpu);
-    let cfg = DiscriminatorConfig { resolution: 8, img_channels: 1, channel_base: 32, channel_max: 4, mbstd_group: 2 };
+    let cfg = DiscriminatorConfig {
+        resolution: 8,
+        img_channels: 1,
+        channel_base: 32,
+        channel_max: 4,
+        mbstd_group: 2,
+    };
     let d = Discriminator::new(vs.root(), &cfg);
     vs.double();
     (vs, d)
@@ -21,7 +27,8 @@ fn r1_gradient_matches_finite_differences() {
     let penalty = vagan::train::r1_penalty(&d, &none, &x);
     // ∇ₓ Σ D(x) from autograd, against central differences along random directions.
     let xg = x.detach().set_requires_grad(true);
-    let grad = Tensor::run_backward(&[d.forward(&xg).sum(Kind::Double)], &[&xg], false, false).remove(0);
+    let grad =
+        Tensor::run_backward(&[d.forward(&xg).sum(Kind::Double)], &[&xg], false, false).remove(0);
     let eps = 1e-6;
     for k in 0..4 {
         tch::manual_seed(100 + k);
@@ -29,13 +36,19 @@ fn r1_gradient_matches_finite_differences() {
         let f = |t: &Tensor| tch::no_grad(|| d.forward(t).sum(Kind::Double).double_value(&[]));
         let fd = (f(&(&x + &v * eps)) - f(&(&x - &v * eps))) / (2.0 * eps);
         let an = (&grad * &v).sum(Kind::Double).double_value(&[]);
-        assert!((fd - an).abs() <= 1e-6 * an.abs().max(1.0), "directional derivative {an} vs finite difference {fd}");
+        assert!(
+            (fd - an).abs() <= 1e-6 * an.abs().max(1.0),
+            "directional derivative {an} vs finite difference {fd}"
+        );
     }
     // The penalty is per sample: ‖∇‖² of each image (D's samples interact only through mbstd,
     // whose group of 2 couples them, so compare the total).
     let total = grad.square().sum(Kind::Double).double_value(&[]);
     let p = penalty.sum(Kind::Double).double_value(&[]);
-    assert!((total - p).abs() <= 1e-9 * total.max(1.0), "penalty {p} vs ‖∇‖² {total}");
+    assert!(
+        (total - p).abs() <= 1e-9 * total.max(1.0),
+        "penalty {p} vs ‖∇‖² {total}"
+    );
 }
 
 #[test]
@@ -55,11 +68,16 @@ fn r1_double_backward_matches_finite_differences_in_the_weights() {
         tch::no_grad(|| {
             let _ = w.g_add_(&(&v * s));
         });
-        let p = vagan::train::r1_penalty(&d, &none, &x).sum(Kind::Double).double_value(&[]);
+        let p = vagan::train::r1_penalty(&d, &none, &x)
+            .sum(Kind::Double)
+            .double_value(&[]);
         tch::no_grad(|| w.copy_(&saved));
         p
     };
     let fd = (at(eps) - at(-eps)) / (2.0 * eps);
     let an = (&grad * &v).sum(Kind::Double).double_value(&[]);
-    assert!((fd - an).abs() <= 1e-5 * an.abs().max(1e-3), "second-order gradient {an} vs finite difference {fd}");
+    assert!(
+        (fd - an).abs() <= 1e-5 * an.abs().max(1e-3),
+        "second-order gradient {an} vs finite difference {fd}"
+    );
 }

@@ -95,13 +95,18 @@ fn shifts(n: i64, max: i64, device: Device) -> Tensor {
 pub fn translation(x: &Tensor, ratio: f64) -> Tensor {
     let (n, c, h, w) = x.size4().unwrap();
     let dev = x.device();
-    let (sh, sw) = ((h as f64 * ratio + 0.5) as i64, (w as f64 * ratio + 0.5) as i64);
+    let (sh, sw) = (
+        (h as f64 * ratio + 0.5) as i64,
+        (w as f64 * ratio + 0.5) as i64,
+    );
     let (ty, tx) = (shifts(n, sh, dev), shifts(n, sw, dev));
     // Pad by one zero pixel and clamp the source index into the padded image: every pixel that
     // comes from outside reads a zero.
     let padded = x.constant_pad_nd([1, 1, 1, 1]);
-    let rows = (Tensor::arange(h, (Kind::Int64, dev)).unsqueeze(0) + ty.unsqueeze(1) + 1).clamp(0, h + 1); // [N, H]
-    let cols = (Tensor::arange(w, (Kind::Int64, dev)).unsqueeze(0) + tx.unsqueeze(1) + 1).clamp(0, w + 1); // [N, W]
+    let rows =
+        (Tensor::arange(h, (Kind::Int64, dev)).unsqueeze(0) + ty.unsqueeze(1) + 1).clamp(0, h + 1); // [N, H]
+    let cols =
+        (Tensor::arange(w, (Kind::Int64, dev)).unsqueeze(0) + tx.unsqueeze(1) + 1).clamp(0, w + 1); // [N, W]
     let rows = rows.reshape([n, 1, h, 1]).expand([n, c, h, w + 2], false);
     let y = padded.gather(2, &rows, false);
     let cols = cols.reshape([n, 1, 1, w]).expand([n, c, h, w], false);
@@ -111,7 +116,10 @@ pub fn translation(x: &Tensor, ratio: f64) -> Tensor {
 pub fn cutout(x: &Tensor, ratio: f64) -> Tensor {
     let (n, _, h, w) = x.size4().unwrap();
     let dev = x.device();
-    let (sh, sw) = ((h as f64 * ratio + 0.5) as i64, (w as f64 * ratio + 0.5) as i64);
+    let (sh, sw) = (
+        (h as f64 * ratio + 0.5) as i64,
+        (w as f64 * ratio + 0.5) as i64,
+    );
     let cy = Tensor::randint_low(0, h + (1 - sh % 2), [n, 1], (Kind::Int64, dev));
     let cx = Tensor::randint_low(0, w + (1 - sw % 2), [n, 1], (Kind::Int64, dev));
     let (y0, x0) = (cy - sh / 2, cx - sw / 2);

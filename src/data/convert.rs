@@ -74,7 +74,12 @@ fn square(img: DynamicImage, resolution: u32, transform: Transform) -> DynamicIm
         Transform::Pad => {
             let s = w.max(h);
             let mut canvas = DynamicImage::new(s, s, img.color());
-            image::imageops::overlay(&mut canvas, &img, ((s - w) / 2) as i64, ((s - h) / 2) as i64);
+            image::imageops::overlay(
+                &mut canvas,
+                &img,
+                ((s - w) / 2) as i64,
+                ((s - h) / 2) as i64,
+            );
             canvas
         }
         Transform::Stretch => img,
@@ -103,12 +108,20 @@ fn to_chw(img: &DynamicImage, channels: u8) -> Vec<u8> {
 }
 
 pub fn convert(source: &Path, dest: &Path, opts: &ConvertOptions) -> Result<ConvertReport> {
-    ensure!(opts.resolution >= 4, "--resolution {}: must be at least 4", opts.resolution);
+    ensure!(
+        opts.resolution >= 4,
+        "--resolution {}: must be at least 4",
+        opts.resolution
+    );
     if let Some(c) = opts.channels {
         ensure!(c == 1 || c == 3, "--channels {c}: expected 1 or 3");
     }
     let mut src = sources::open(source)?;
-    ensure!(src.len() > 0, "--source {}: no images found (supported: png, jpg, webp, bmp, IDX)", source.display());
+    ensure!(
+        src.len() > 0,
+        "--source {}: no images found (supported: png, jpg, webp, bmp, IDX)",
+        source.display()
+    );
     let channels = opts.channels.unwrap_or(if src.is_grey() { 1 } else { 3 });
     let order: Vec<usize> = match opts.max_images {
         Some(n) if n < src.len() => SplitMix64::new(opts.seed).permutation(src.len()),
@@ -119,7 +132,10 @@ pub fn convert(source: &Path, dest: &Path, opts: &ConvertOptions) -> Result<Conv
     if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let tmp = dest.with_file_name(format!(".{}.pixels.tmp", dest.file_name().unwrap().to_string_lossy()));
+    let tmp = dest.with_file_name(format!(
+        ".{}.pixels.tmp",
+        dest.file_name().unwrap().to_string_lossy()
+    ));
     let result = write_pixels(src.as_mut(), &order, wanted, channels, opts, &tmp);
     let assembled = result.and_then(|(stats, labels)| {
         let all_grey = stats.all_grey && opts.channels.is_none();
@@ -130,7 +146,9 @@ pub fn convert(source: &Path, dest: &Path, opts: &ConvertOptions) -> Result<Conv
             channels: out_channels,
             resolution: res as i64,
             has_labels: labels.is_some(),
-            num_classes: labels.as_ref().map_or(0, |l| l.iter().max().map_or(0, |m| m + 1)),
+            num_classes: labels
+                .as_ref()
+                .map_or(0, |l| l.iter().max().map_or(0, |m| m + 1)),
             source: source.display().to_string(),
             transform: opts.transform.to_string(),
         };
@@ -155,7 +173,12 @@ pub fn convert(source: &Path, dest: &Path, opts: &ConvertOptions) -> Result<Conv
             w.flush()?;
             Ok(())
         })?;
-        Ok(ConvertReport { written: stats.written, skipped: stats.skipped, first_skipped: stats.first_skipped, header })
+        Ok(ConvertReport {
+            written: stats.written,
+            skipped: stats.skipped,
+            first_skipped: stats.first_skipped,
+            header,
+        })
     });
     let _ = std::fs::remove_file(&tmp);
     assembled
@@ -176,8 +199,15 @@ fn write_pixels(
     opts: &ConvertOptions,
     tmp: &Path,
 ) -> Result<(PixelStats, Option<Vec<i64>>)> {
-    let mut out = BufWriter::new(std::fs::File::create(tmp).with_context(|| format!("cannot create {}", tmp.display()))?);
-    let mut stats = PixelStats { written: 0, skipped: 0, first_skipped: None, all_grey: true };
+    let mut out = BufWriter::new(
+        std::fs::File::create(tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
+    );
+    let mut stats = PixelStats {
+        written: 0,
+        skipped: 0,
+        first_skipped: None,
+        all_grey: true,
+    };
     let mut labels = src.has_labels().then(Vec::new);
     for &i in order {
         if stats.written == wanted {
@@ -193,7 +223,9 @@ fn write_pixels(
             Err(e) => return Err(e.context("stopping (pass --skip-bad to skip unreadable files)")),
         };
         if let Some(l) = labels.as_mut() {
-            let label = src.label(i).with_context(|| format!("{}: no label in dataset.json", src.name(i)))?;
+            let label = src
+                .label(i)
+                .with_context(|| format!("{}: no label in dataset.json", src.name(i)))?;
             l.push(label);
         }
         stats.all_grey &= !img.color().has_color();
@@ -203,10 +235,18 @@ fn write_pixels(
         } else {
             DynamicImage::ImageRgb8(img.to_rgb8())
         };
-        out.write_all(&to_chw(&square(img, opts.resolution, opts.transform), channels))?;
+        out.write_all(&to_chw(
+            &square(img, opts.resolution, opts.transform),
+            channels,
+        ))?;
         stats.written += 1;
     }
     out.flush()?;
-    ensure!(stats.written > 0, "no readable images ({} skipped; first: {})", stats.skipped, stats.first_skipped.as_deref().unwrap_or("-"));
+    ensure!(
+        stats.written > 0,
+        "no readable images ({} skipped; first: {})",
+        stats.skipped,
+        stats.first_skipped.as_deref().unwrap_or("-")
+    );
     Ok((stats, labels))
 }

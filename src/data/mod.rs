@@ -41,18 +41,29 @@ pub struct Dataset {
 }
 
 pub fn read_header(path: &Path) -> Result<(DatasetHeader, u64)> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("cannot open dataset {}", path.display()))?;
+    let mut f = std::fs::File::open(path)
+        .with_context(|| format!("cannot open dataset {}", path.display()))?;
     let mut magic = [0u8; 16];
     f.read_exact(&mut magic)
         .ok()
         .filter(|_| &magic[..8] == MAGIC)
-        .with_context(|| format!("{} is not a vagan dataset file (make one with `vagan dataset`)", path.display()))?;
+        .with_context(|| {
+            format!(
+                "{} is not a vagan dataset file (make one with `vagan dataset`)",
+                path.display()
+            )
+        })?;
     let len = u64::from_le_bytes(magic[8..].try_into().unwrap());
-    ensure!(len < 1 << 30, "{}: header length {len} is not plausible", path.display());
+    ensure!(
+        len < 1 << 30,
+        "{}: header length {len} is not plausible",
+        path.display()
+    );
     let mut json = vec![0u8; len as usize];
-    f.read_exact(&mut json).with_context(|| format!("{}: truncated header", path.display()))?;
-    let header: DatasetHeader =
-        serde_json::from_slice(&json).with_context(|| format!("{}: malformed header", path.display()))?;
+    f.read_exact(&mut json)
+        .with_context(|| format!("{}: truncated header", path.display()))?;
+    let header: DatasetHeader = serde_json::from_slice(&json)
+        .with_context(|| format!("{}: malformed header", path.display()))?;
     Ok((header, 16 + len))
 }
 
@@ -60,7 +71,11 @@ impl Dataset {
     pub fn open(path: &Path) -> Result<Self> {
         let (header, offset) = read_header(path)?;
         let h = &header;
-        ensure!(h.count > 0, "{}: the dataset holds no images", path.display());
+        ensure!(
+            h.count > 0,
+            "{}: the dataset holds no images",
+            path.display()
+        );
         ensure!(
             h.channels == 1 || h.channels == 3,
             "{}: {} channels (expected 1 or 3)",
@@ -70,20 +85,37 @@ impl Dataset {
         let expected = offset as i64 + h.pixel_bytes() + if h.has_labels { 8 * h.count } else { 0 };
         let actual = std::fs::metadata(path)?.len() as i64;
         if actual != expected {
-            bail!("{}: file is {actual} bytes, its header promises {expected} (truncated or corrupt)", path.display());
+            bail!(
+                "{}: file is {actual} bytes, its header promises {expected} (truncated or corrupt)",
+                path.display()
+            );
         }
-        let name = path.to_str().with_context(|| format!("{} is not valid UTF-8", path.display()))?;
+        let name = path
+            .to_str()
+            .with_context(|| format!("{} is not valid UTF-8", path.display()))?;
         let all = Tensor::from_file(name, false, Some(actual), (Kind::Uint8, Device::Cpu));
-        let images = all.narrow(0, offset as i64, h.pixel_bytes()).view([h.count, h.channels, h.resolution, h.resolution]);
+        let images = all.narrow(0, offset as i64, h.pixel_bytes()).view([
+            h.count,
+            h.channels,
+            h.resolution,
+            h.resolution,
+        ]);
         let labels = h.has_labels.then(|| {
             let bytes = all.narrow(0, offset as i64 + h.pixel_bytes(), 8 * h.count);
             let mut v = vec![0u8; (8 * h.count) as usize];
             let n = v.len();
             bytes.copy_data(&mut v, n);
-            let l: Vec<i64> = v.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+            let l: Vec<i64> = v
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                .collect();
             Tensor::from_slice(&l)
         });
-        Ok(Self { header, images, labels })
+        Ok(Self {
+            header,
+            images,
+            labels,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -100,7 +132,9 @@ impl Dataset {
     }
 
     pub fn labels(&self, indices: &[i64]) -> Option<Tensor> {
-        self.labels.as_ref().map(|l| l.index_select(0, &Tensor::from_slice(indices)))
+        self.labels
+            .as_ref()
+            .map(|l| l.index_select(0, &Tensor::from_slice(indices)))
     }
 
     /// A minibatch as float images in [-1, 1] on `device`.
@@ -109,7 +143,9 @@ impl Dataset {
         let x = self.images_u8(&idx).to_device(device).to_kind(Kind::Float) / 127.5 - 1.0;
         let flip: Vec<bool> = items.iter().map(|i| i.flip).collect();
         if flip.iter().any(|&f| f) {
-            let mask = Tensor::from_slice(&flip).to_device(device).reshape([-1, 1, 1, 1]);
+            let mask = Tensor::from_slice(&flip)
+                .to_device(device)
+                .reshape([-1, 1, 1, 1]);
             x.flip([3]).where_self(&mask, &x)
         } else {
             x
@@ -136,7 +172,12 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(len: usize, xflip: bool, seed: u64) -> Self {
-        Self { len, xflip, seed, epoch: None }
+        Self {
+            len,
+            xflip,
+            seed,
+            epoch: None,
+        }
     }
 
     fn virtual_len(&self) -> usize {
@@ -154,11 +195,15 @@ impl Sampler {
             .map(|k| {
                 let epoch = k / n;
                 if self.epoch.as_ref().map(|e| e.0) != Some(epoch) {
-                    let mut rng = crate::util::SplitMix64::new(crate::util::derive_seed(self.seed, epoch));
+                    let mut rng =
+                        crate::util::SplitMix64::new(crate::util::derive_seed(self.seed, epoch));
                     self.epoch = Some((epoch, rng.permutation(n as usize)));
                 }
                 let v = self.epoch.as_ref().unwrap().1[(k % n) as usize];
-                Item { index: v % self.len, flip: v >= self.len }
+                Item {
+                    index: v % self.len,
+                    flip: v >= self.len,
+                }
             })
             .collect()
     }

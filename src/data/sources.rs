@@ -7,10 +7,15 @@ use std::path::{Path, PathBuf};
 
 const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "bmp"];
 /// Image formats a user may expect to work; they are reported as unsupported, not ignored.
-const UNSUPPORTED_IMAGE_EXTENSIONS: &[&str] = &["gif", "tif", "tiff", "ppm", "pgm", "pbm", "heic", "avif", "ico", "svg"];
+const UNSUPPORTED_IMAGE_EXTENSIONS: &[&str] = &[
+    "gif", "tif", "tiff", "ppm", "pgm", "pbm", "heic", "avif", "ico", "svg",
+];
 
 fn extension(name: &str) -> String {
-    Path::new(name).extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default()
+    Path::new(name)
+        .extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_default()
 }
 
 fn is_listed(name: &str) -> bool {
@@ -43,7 +48,11 @@ pub trait ImageSource {
 
 /// Opens `path` as a folder, a `.zip`, or an IDX file (gzipped or not).
 pub fn open(path: &Path) -> Result<Box<dyn ImageSource>> {
-    ensure!(path.exists(), "--source {}: no such file or folder", path.display());
+    ensure!(
+        path.exists(),
+        "--source {}: no such file or folder",
+        path.display()
+    );
     if path.is_dir() {
         return Ok(Box::new(FolderSource::open(path)?));
     }
@@ -67,8 +76,13 @@ fn parse_labels(json: &[u8], origin: &str) -> Result<HashMap<String, i64>> {
     struct File {
         labels: Option<Vec<(String, i64)>>,
     }
-    let f: File = serde_json::from_slice(json).with_context(|| format!("{origin}: malformed dataset.json"))?;
-    Ok(f.labels.unwrap_or_default().into_iter().map(|(k, v)| (k.replace('\\', "/"), v)).collect())
+    let f: File = serde_json::from_slice(json)
+        .with_context(|| format!("{origin}: malformed dataset.json"))?;
+    Ok(f.labels
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k.replace('\\', "/"), v))
+        .collect())
 }
 
 fn label_of(labels: &HashMap<String, i64>, names: &[String], i: usize) -> Option<i64> {
@@ -90,12 +104,18 @@ impl FolderSource {
         let mut files = Vec::new();
         let mut stack = vec![root.to_path_buf()];
         while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
+            for entry in
+                std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
+            {
                 let p = entry?.path();
                 if p.is_dir() {
                     stack.push(p);
                 } else {
-                    let rel = p.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+                    let rel = p
+                        .strip_prefix(root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .replace('\\', "/");
                     if is_listed(&rel) {
                         files.push(rel);
                     }
@@ -109,7 +129,11 @@ impl FolderSource {
         } else {
             HashMap::new()
         };
-        Ok(Self { root: root.to_path_buf(), files, labels })
+        Ok(Self {
+            root: root.to_path_buf(),
+            files,
+            labels,
+        })
     }
 }
 
@@ -122,7 +146,8 @@ impl ImageSource for FolderSource {
     }
     fn load(&mut self, i: usize) -> Result<DynamicImage> {
         let name = self.name(i);
-        let bytes = std::fs::read(self.root.join(&self.files[i])).with_context(|| format!("cannot read {name}"))?;
+        let bytes = std::fs::read(self.root.join(&self.files[i]))
+            .with_context(|| format!("cannot read {name}"))?;
         decode(&name, &bytes)
     }
     fn label(&self, i: usize) -> Option<i64> {
@@ -142,10 +167,15 @@ pub struct ZipSource {
 
 impl ZipSource {
     fn open(path: &Path) -> Result<Self> {
-        let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let mut archive = zip::ZipArchive::new(f).with_context(|| format!("{}: corrupt zip", path.display()))?;
-        let mut entries: Vec<String> =
-            archive.file_names().filter(|n| !n.ends_with('/') && is_listed(n)).map(String::from).collect();
+        let f =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut archive =
+            zip::ZipArchive::new(f).with_context(|| format!("{}: corrupt zip", path.display()))?;
+        let mut entries: Vec<String> = archive
+            .file_names()
+            .filter(|n| !n.ends_with('/') && is_listed(n))
+            .map(String::from)
+            .collect();
         entries.sort();
         let labels = match archive.by_name("dataset.json") {
             Ok(mut e) => {
@@ -155,7 +185,12 @@ impl ZipSource {
             }
             Err(_) => HashMap::new(),
         };
-        Ok(Self { path: path.to_path_buf(), archive, entries, labels })
+        Ok(Self {
+            path: path.to_path_buf(),
+            archive,
+            entries,
+            labels,
+        })
     }
 }
 
@@ -227,7 +262,13 @@ impl IdxSource {
             data.len() - 16
         );
         let labels = Self::sibling_labels(path, n)?;
-        Ok(Self { path: path.to_path_buf(), rows, cols, pixels: data[16..].to_vec(), labels })
+        Ok(Self {
+            path: path.to_path_buf(),
+            rows,
+            cols,
+            pixels: data[16..].to_vec(),
+            labels,
+        })
     }
 
     fn sibling_labels(path: &Path, n: usize) -> Result<Option<Vec<u8>>> {
@@ -241,7 +282,10 @@ impl IdxSource {
         }
         let data = read_maybe_gzipped(&lp)?;
         ensure!(
-            data.len() >= 8 && data[..4] == [0, 0, 8, 1] && be_u32(&data, 4) == n && data.len() == 8 + n,
+            data.len() >= 8
+                && data[..4] == [0, 0, 8, 1]
+                && be_u32(&data, 4) == n
+                && data.len() == 8 + n,
             "{}: not an IDX label file for {n} images",
             lp.display()
         );
@@ -258,8 +302,12 @@ impl ImageSource for IdxSource {
     }
     fn load(&mut self, i: usize) -> Result<DynamicImage> {
         let sz = self.rows * self.cols;
-        let img = image::GrayImage::from_raw(self.cols as u32, self.rows as u32, self.pixels[i * sz..(i + 1) * sz].to_vec())
-            .expect("sizes checked when opening");
+        let img = image::GrayImage::from_raw(
+            self.cols as u32,
+            self.rows as u32,
+            self.pixels[i * sz..(i + 1) * sz].to_vec(),
+        )
+        .expect("sizes checked when opening");
         Ok(DynamicImage::ImageLuma8(img))
     }
     fn label(&self, i: usize) -> Option<i64> {

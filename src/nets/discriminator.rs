@@ -36,7 +36,9 @@ impl ResidualBlock {
         };
         // Both paths scaled by √0.5 so the sum keeps unit variance.
         let y = self.skip.forward(&x, 0.5f64.sqrt());
-        let x = self.conv1.forward(&self.conv0.forward(&x, 1.), 0.5f64.sqrt());
+        let x = self
+            .conv1
+            .forward(&self.conv0.forward(&x, 1.), 0.5f64.sqrt());
         y + x
     }
 }
@@ -52,8 +54,9 @@ pub struct Discriminator {
 
 impl Discriminator {
     pub fn new(vs: Path, cfg: &DiscriminatorConfig) -> Self {
-        let resolutions: Vec<i64> =
-            std::iter::successors(Some(cfg.resolution), |r| Some(r / 2)).take_while(|&r| r > 4).collect();
+        let resolutions: Vec<i64> = std::iter::successors(Some(cfg.resolution), |r| Some(r / 2))
+            .take_while(|&r| r > 4)
+            .collect();
         let blocks = resolutions
             .iter()
             .enumerate()
@@ -62,10 +65,37 @@ impl Discriminator {
                 let tmp = cfg.channels(res);
                 let out = cfg.channels(res / 2);
                 ResidualBlock {
-                    fromrgb: (i == 0).then(|| EqualConv2d::new(&b / "fromrgb", cfg.img_channels, tmp, 1, ConvConfig::default())),
+                    fromrgb: (i == 0).then(|| {
+                        EqualConv2d::new(
+                            &b / "fromrgb",
+                            cfg.img_channels,
+                            tmp,
+                            1,
+                            ConvConfig::default(),
+                        )
+                    }),
                     conv0: EqualConv2d::new(&b / "conv0", tmp, tmp, 3, ConvConfig::default()),
-                    conv1: EqualConv2d::new(&b / "conv1", tmp, out, 3, ConvConfig { down: true, ..Default::default() }),
-                    skip: EqualConv2d::new(&b / "skip", tmp, out, 1, ConvConfig { bias: false, down: true, activate: false }),
+                    conv1: EqualConv2d::new(
+                        &b / "conv1",
+                        tmp,
+                        out,
+                        3,
+                        ConvConfig {
+                            down: true,
+                            ..Default::default()
+                        },
+                    ),
+                    skip: EqualConv2d::new(
+                        &b / "skip",
+                        tmp,
+                        out,
+                        1,
+                        ConvConfig {
+                            bias: false,
+                            down: true,
+                            activate: false,
+                        },
+                    ),
                 }
             })
             .collect();
@@ -103,7 +133,9 @@ pub fn minibatch_stddev(x: &Tensor, group_size: i64) -> Tensor {
     let y = x.reshape([g, n / g, c, h, w]);
     let y = &y - y.mean_dim(0, true, None::<Kind>);
     let y = (y.square().mean_dim(0, false, None::<Kind>) + 1e-8).sqrt(); // [n/g, c, h, w]
-    let y = y.mean_dim(&[1i64, 2, 3][..], false, None::<Kind>).reshape([-1, 1, 1, 1]); // [n/g, 1, 1, 1]
+    let y = y
+        .mean_dim(&[1i64, 2, 3][..], false, None::<Kind>)
+        .reshape([-1, 1, 1, 1]); // [n/g, 1, 1, 1]
     let y = y.repeat([g, 1, h, w]);
     Tensor::cat(&[x, &y], 1)
 }

@@ -24,7 +24,9 @@ impl GeneratorConfig {
 
     /// Resolutions of the synthesis blocks: 4, 8, ..., resolution.
     pub fn block_resolutions(&self) -> Vec<i64> {
-        std::iter::successors(Some(4i64), |r| Some(r * 2)).take_while(|&r| r <= self.resolution).collect()
+        std::iter::successors(Some(4i64), |r| Some(r * 2))
+            .take_while(|&r| r <= self.resolution)
+            .collect()
     }
 
     /// One w per modulated layer: the 4×4 block has one conv, the others two, plus the last toRGB.
@@ -51,7 +53,10 @@ struct MappingNetwork {
 
 impl MappingNetwork {
     fn new(vs: Path, cfg: &GeneratorConfig) -> Self {
-        let lin = LinearConfig { lr_mult: 0.01, ..LinearConfig::lrelu() };
+        let lin = LinearConfig {
+            lr_mult: 0.01,
+            ..LinearConfig::lrelu()
+        };
         let layers = (0..cfg.mapping_layers)
             .map(|i| {
                 let in_f = if i == 0 { cfg.z_dim } else { cfg.w_dim };
@@ -85,7 +90,11 @@ impl SynthesisLayer {
         Self {
             conv: ModulatedConv2d::new(&vs / "conv", w_dim, in_ch, out_ch, 3, up, true),
             noise_strength: vs.var("noise_strength", &[], Init::Const(0.)),
-            noise_const: vs.add("noise_const", Tensor::randn([res, res], (Kind::Float, vs.device())), false),
+            noise_const: vs.add(
+                "noise_const",
+                Tensor::randn([res, res], (Kind::Float, vs.device())),
+                false,
+            ),
             bias: vs.var("bias", &[out_ch], Init::Const(0.)),
         }
     }
@@ -146,15 +155,30 @@ impl Generator {
         let mapping = MappingNetwork::new(&vs / "mapping", cfg);
         let syn = &vs / "synthesis";
         let c4 = cfg.channels(4);
-        let constant = syn.var("const", &[c4, 4, 4], Init::Randn { mean: 0., stdev: 1. });
+        let constant = syn.var(
+            "const",
+            &[c4, 4, 4],
+            Init::Randn {
+                mean: 0.,
+                stdev: 1.,
+            },
+        );
         let blocks = cfg
             .block_resolutions()
             .into_iter()
             .map(|res| {
                 let b = &syn / format!("b{res}");
                 let out_ch = cfg.channels(res);
-                let conv0 = (res > 4)
-                    .then(|| SynthesisLayer::new(&b / "conv0", cfg.w_dim, cfg.channels(res / 2), out_ch, res, true));
+                let conv0 = (res > 4).then(|| {
+                    SynthesisLayer::new(
+                        &b / "conv0",
+                        cfg.w_dim,
+                        cfg.channels(res / 2),
+                        out_ch,
+                        res,
+                        true,
+                    )
+                });
                 SynthesisBlock {
                     conv0,
                     conv1: SynthesisLayer::new(&b / "conv1", cfg.w_dim, out_ch, out_ch, res, false),
@@ -162,13 +186,23 @@ impl Generator {
                 }
             })
             .collect();
-        Self { cfg: cfg.clone(), mapping, constant, blocks, filter: blur_filter(vs.device()) }
+        Self {
+            cfg: cfg.clone(),
+            mapping,
+            constant,
+            blocks,
+            filter: blur_filter(vs.device()),
+        }
     }
 
     /// z → w, broadcast to one w per layer, with truncation towards the tracked mean w.
     pub fn map(&self, z: &Tensor, truncation_psi: f64) -> Tensor {
         let w = self.mapping.forward(z);
-        let w = if truncation_psi != 1.0 { self.mapping.w_avg.lerp(&w, truncation_psi) } else { w };
+        let w = if truncation_psi != 1.0 {
+            self.mapping.w_avg.lerp(&w, truncation_psi)
+        } else {
+            w
+        };
         w.unsqueeze(1).repeat([1, self.cfg.num_ws(), 1])
     }
 

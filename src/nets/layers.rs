@@ -35,7 +35,10 @@ pub fn upfirdn2d(x: &Tensor, f: &Tensor, up: i64, down: i64, pad: [i64; 4], gain
     };
     y = y.constant_pad_nd(pad);
     let (fh, fw) = (f.size()[0], f.size()[1]);
-    let weight = (f * gain).to_kind(y.kind()).reshape([1, 1, fh, fw]).expand([c, 1, fh, fw], false);
+    let weight = (f * gain)
+        .to_kind(y.kind())
+        .reshape([1, 1, fh, fw])
+        .expand([c, 1, fh, fw], false);
     y.conv2d(&weight, None::<Tensor>, [down, down], [0, 0], [1, 1], c)
 }
 
@@ -56,10 +59,21 @@ pub struct EqualLinear {
 
 impl EqualLinear {
     pub fn new(vs: Path, in_features: i64, out_features: i64, cfg: LinearConfig) -> Self {
-        let weight = vs.var("weight", &[out_features, in_features], Init::Randn { mean: 0., stdev: 1. / cfg.lr_mult });
-        let bias = cfg
-            .bias
-            .then(|| vs.var("bias", &[out_features], Init::Const(cfg.bias_init / cfg.lr_mult)));
+        let weight = vs.var(
+            "weight",
+            &[out_features, in_features],
+            Init::Randn {
+                mean: 0.,
+                stdev: 1. / cfg.lr_mult,
+            },
+        );
+        let bias = cfg.bias.then(|| {
+            vs.var(
+                "bias",
+                &[out_features],
+                Init::Const(cfg.bias_init / cfg.lr_mult),
+            )
+        });
         Self {
             weight,
             bias,
@@ -91,13 +105,21 @@ pub struct LinearConfig {
 
 impl Default for LinearConfig {
     fn default() -> Self {
-        Self { bias: true, bias_init: 0., lr_mult: 1., activate: false }
+        Self {
+            bias: true,
+            bias_init: 0.,
+            lr_mult: 1.,
+            activate: false,
+        }
     }
 }
 
 impl LinearConfig {
     pub fn lrelu() -> Self {
-        Self { activate: true, ..Self::default() }
+        Self {
+            activate: true,
+            ..Self::default()
+        }
     }
 }
 
@@ -116,7 +138,14 @@ pub struct EqualConv2d {
 
 impl EqualConv2d {
     pub fn new(vs: Path, in_ch: i64, out_ch: i64, kernel: i64, cfg: ConvConfig) -> Self {
-        let weight = vs.var("weight", &[out_ch, in_ch, kernel, kernel], Init::Randn { mean: 0., stdev: 1. });
+        let weight = vs.var(
+            "weight",
+            &[out_ch, in_ch, kernel, kernel],
+            Init::Randn {
+                mean: 0.,
+                stdev: 1.,
+            },
+        );
         let bias = cfg.bias.then(|| vs.var("bias", &[out_ch], Init::Const(0.)));
         Self {
             weight,
@@ -163,7 +192,11 @@ pub struct ConvConfig {
 
 impl Default for ConvConfig {
     fn default() -> Self {
-        Self { bias: true, down: false, activate: true }
+        Self {
+            bias: true,
+            down: false,
+            activate: true,
+        }
     }
 }
 
@@ -183,12 +216,47 @@ pub struct ModulatedConv2d {
 }
 
 impl ModulatedConv2d {
-    pub fn new(vs: Path, w_dim: i64, in_ch: i64, out_ch: i64, kernel: i64, up: bool, demodulate: bool) -> Self {
-        let affine = EqualLinear::new(&vs / "affine", w_dim, in_ch, LinearConfig { bias_init: 1., ..Default::default() });
-        let weight = vs.var("weight", &[out_ch, in_ch, kernel, kernel], Init::Randn { mean: 0., stdev: 1. });
+    pub fn new(
+        vs: Path,
+        w_dim: i64,
+        in_ch: i64,
+        out_ch: i64,
+        kernel: i64,
+        up: bool,
+        demodulate: bool,
+    ) -> Self {
+        let affine = EqualLinear::new(
+            &vs / "affine",
+            w_dim,
+            in_ch,
+            LinearConfig {
+                bias_init: 1.,
+                ..Default::default()
+            },
+        );
+        let weight = vs.var(
+            "weight",
+            &[out_ch, in_ch, kernel, kernel],
+            Init::Randn {
+                mean: 0.,
+                stdev: 1.,
+            },
+        );
         // With demodulation the weight scale cancels; without it (toRGB) the equalised-lr gain applies.
-        let style_gain = if demodulate { 1. } else { 1. / ((in_ch * kernel * kernel) as f64).sqrt() };
-        Self { affine, weight, kernel, up, demodulate, style_gain, filter: blur_filter(vs.device()) }
+        let style_gain = if demodulate {
+            1.
+        } else {
+            1. / ((in_ch * kernel * kernel) as f64).sqrt()
+        };
+        Self {
+            affine,
+            weight,
+            kernel,
+            up,
+            demodulate,
+            style_gain,
+            filter: blur_filter(vs.device()),
+        }
     }
 
     pub fn forward(&self, x: &Tensor, w: &Tensor) -> Tensor {
@@ -202,11 +270,21 @@ impl ModulatedConv2d {
             let y = x.conv_transpose2d(&wt, None::<Tensor>, [2, 2], [0, 0], [0, 0], 1, [1, 1]);
             upfirdn2d(&y, &self.filter, 1, 1, [1, 1, 1, 1], 4.0)
         } else {
-            x.conv2d(&self.weight, None::<Tensor>, [1, 1], [k / 2, k / 2], [1, 1], 1)
+            x.conv2d(
+                &self.weight,
+                None::<Tensor>,
+                [1, 1],
+                [k / 2, k / 2],
+                [1, 1],
+                1,
+            )
         };
         if self.demodulate {
             // d[n, o] = 1 / sqrt(sum_{i,kh,kw} (W[o,i,kh,kw] * s[n,i])^2 + 1e-8)
-            let wsq = self.weight.square().sum_dim_intlist(&[2i64, 3][..], false, None::<Kind>); // [out, in]
+            let wsq = self
+                .weight
+                .square()
+                .sum_dim_intlist(&[2i64, 3][..], false, None::<Kind>); // [out, in]
             let d = (styles.square().matmul(&wsq.transpose(0, 1)) + 1e-8).rsqrt(); // [N, out]
             y * d.unsqueeze(-1).unsqueeze(-1)
         } else {

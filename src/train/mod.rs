@@ -72,13 +72,32 @@ impl TrainOptions {
     }
 
     pub fn validate(&self) -> Result<()> {
-        ensure!(self.batch >= 1, "--batch {}: must be at least 1", self.batch);
+        ensure!(
+            self.batch >= 1,
+            "--batch {}: must be at least 1",
+            self.batch
+        );
         ensure!(self.kimg > 0.0, "--kimg {}: must be positive", self.kimg);
-        ensure!(self.tick_kimg > 0.0, "--tick {}: must be positive", self.tick_kimg);
+        ensure!(
+            self.tick_kimg > 0.0,
+            "--tick {}: must be positive",
+            self.tick_kimg
+        );
         ensure!(self.snap >= 1, "--snap {}: must be at least 1", self.snap);
-        ensure!(self.cbase > 0 && self.cmax > 0, "--cbase/--cmax must be positive");
-        ensure!(self.map_layers >= 1, "--map {}: at least one mapping layer", self.map_layers);
-        ensure!((0.0..=1.0).contains(&self.style_mixing), "--style-mixing {}: a probability", self.style_mixing);
+        ensure!(
+            self.cbase > 0 && self.cmax > 0,
+            "--cbase/--cmax must be positive"
+        );
+        ensure!(
+            self.map_layers >= 1,
+            "--map {}: at least one mapping layer",
+            self.map_layers
+        );
+        ensure!(
+            (0.0..=1.0).contains(&self.style_mixing),
+            "--style-mixing {}: a probability",
+            self.style_mixing
+        );
         self.diffaug.parse::<Policy>().context("--diffaug")?;
         Ok(())
     }
@@ -126,7 +145,7 @@ fn checked(loss: &Tensor, what: &str, state: &TrainState) -> Result<f64> {
     let v = loss.double_value(&[]);
     if !v.is_finite() {
         bail!(
-            "{what} is {v} at step {} ({:.3} kimg); training stopped, the last snapshot in the run directory is intact",
+            "{what} is {v} at step {} ({:.3} kimg); training stopped",
             state.batch_idx,
             state.cur_nimg as f64 / 1000.0
         );
@@ -155,7 +174,12 @@ pub struct Trainer {
 
 impl Trainer {
     /// A fresh run in `run_dir` (created), or the continuation of `resume` (a snapshot file).
-    pub fn new(opts: TrainOptions, run_dir: &Path, device: Device, resume: Option<&Path>) -> Result<Self> {
+    pub fn new(
+        opts: TrainOptions,
+        run_dir: &Path,
+        device: Device,
+        resume: Option<&Path>,
+    ) -> Result<Self> {
         opts.validate()?;
         let dataset = Dataset::open(&opts.data)?;
         let (res, ch) = (dataset.header.resolution, dataset.header.channels);
@@ -207,8 +231,13 @@ impl Trainer {
         let sampler = Sampler::new(dataset.len(), opts.mirror, opts.seed);
         // Fixed latents for the sample grids, drawn from their own seed.
         tch::manual_seed(derive_seed(opts.seed, u64::MAX) as i64);
-        let grid_z = Tensor::randn([opts.grid * opts.grid, g_cfg.z_dim], (Kind::Float, Device::Cpu)).to_device(device);
-        std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
+        let grid_z = Tensor::randn(
+            [opts.grid * opts.grid, g_cfg.z_dim],
+            (Kind::Float, Device::Cpu),
+        )
+        .to_device(device);
+        std::fs::create_dir_all(run_dir)
+            .with_context(|| format!("cannot create {}", run_dir.display()))?;
         Ok(Self {
             opts,
             run_dir: run_dir.to_path_buf(),
@@ -239,11 +268,19 @@ impl Trainer {
         self.g.update_w_avg(&ws);
         if self.opts.style_mixing > 0.0 {
             let num_ws = ws.size()[1];
-            let cutoff = Tensor::randint_low(1, num_ws, [1], (Kind::Int64, Device::Cpu)).int64_value(&[0]);
-            let mix = Tensor::rand([1], (Kind::Float, Device::Cpu)).double_value(&[0]) < self.opts.style_mixing;
+            let cutoff =
+                Tensor::randint_low(1, num_ws, [1], (Kind::Int64, Device::Cpu)).int64_value(&[0]);
+            let mix = Tensor::rand([1], (Kind::Float, Device::Cpu)).double_value(&[0])
+                < self.opts.style_mixing;
             if mix {
                 let ws2 = self.g.map(&Tensor::randn_like(z), 1.0);
-                ws = Tensor::cat(&[ws.narrow(1, 0, cutoff), ws2.narrow(1, cutoff, num_ws - cutoff)], 1);
+                ws = Tensor::cat(
+                    &[
+                        ws.narrow(1, 0, cutoff),
+                        ws2.narrow(1, cutoff, num_ws - cutoff),
+                    ],
+                    1,
+                );
             }
         }
         (self.g.synthesis(&ws, NoiseMode::Random), ws)
@@ -266,7 +303,10 @@ impl Trainer {
         let (fake, _) = self.run_g(&self.latents(batch));
         let fake_logits = self.d.forward(&self.aug(&fake));
         let loss_g = fake_logits.neg().softplus().mean(None::<Kind>);
-        stats.add("loss_G", checked(&loss_g, "the generator loss", &self.state)?);
+        stats.add(
+            "loss_G",
+            checked(&loss_g, "the generator loss", &self.state)?,
+        );
         self.opt_g.zero_grad();
         loss_g.backward();
         self.opt_g.step();
@@ -277,12 +317,25 @@ impl Trainer {
             let (img, ws) = self.run_g(&self.latents(n));
             let (h, w) = (img.size()[2], img.size()[3]);
             let noise = img.randn_like() / ((h * w) as f64).sqrt();
-            let grads = Tensor::run_backward(&[(&img * &noise).sum(None::<Kind>)], &[&ws], true, true);
-            let lengths = grads[0].square().sum_dim_intlist(2, false, None::<Kind>).mean_dim(1, false, None::<Kind>).sqrt();
-            let pl_mean = self.state.pl_mean + (lengths.mean(None::<Kind>).double_value(&[]) - self.state.pl_mean) * 0.01;
+            let grads =
+                Tensor::run_backward(&[(&img * &noise).sum(None::<Kind>)], &[&ws], true, true);
+            let lengths = grads[0]
+                .square()
+                .sum_dim_intlist(2, false, None::<Kind>)
+                .mean_dim(1, false, None::<Kind>)
+                .sqrt();
+            let pl_mean = self.state.pl_mean
+                + (lengths.mean(None::<Kind>).double_value(&[]) - self.state.pl_mean) * 0.01;
             let penalty = (&lengths - pl_mean).square();
             let loss = penalty.mean(None::<Kind>) * (self.opts.pl_weight * G_REG_INTERVAL as f64);
-            stats.add("pl_penalty", checked(&penalty.mean(None::<Kind>), "the path-length penalty", &self.state)?);
+            stats.add(
+                "pl_penalty",
+                checked(
+                    &penalty.mean(None::<Kind>),
+                    "the path-length penalty",
+                    &self.state,
+                )?,
+            );
             self.state.pl_mean = pl_mean;
             self.opt_g.zero_grad();
             loss.backward();
@@ -294,10 +347,20 @@ impl Trainer {
         let fake = tch::no_grad(|| self.run_g(&self.latents(batch)).0);
         let fake_logits = self.d.forward(&self.aug(&fake));
         let real_logits = self.d.forward(&self.aug(&real));
-        let loss_d = fake_logits.softplus().mean(None::<Kind>) + real_logits.neg().softplus().mean(None::<Kind>);
-        stats.add("loss_D", checked(&loss_d, "the discriminator loss", &self.state)?);
-        stats.add("score_real", real_logits.mean(None::<Kind>).double_value(&[]));
-        stats.add("score_fake", fake_logits.mean(None::<Kind>).double_value(&[]));
+        let loss_d = fake_logits.softplus().mean(None::<Kind>)
+            + real_logits.neg().softplus().mean(None::<Kind>);
+        stats.add(
+            "loss_D",
+            checked(&loss_d, "the discriminator loss", &self.state)?,
+        );
+        stats.add(
+            "score_real",
+            real_logits.mean(None::<Kind>).double_value(&[]),
+        );
+        stats.add(
+            "score_fake",
+            fake_logits.mean(None::<Kind>).double_value(&[]),
+        );
         self.opt_d.zero_grad();
         loss_d.backward();
         self.opt_d.step();
@@ -306,7 +369,10 @@ impl Trainer {
         if self.opts.gamma > 0.0 && self.state.batch_idx % D_REG_INTERVAL == 0 {
             let penalty = r1_penalty(&self.d, &self.policy, &real);
             let loss = penalty.mean(None::<Kind>) * (self.opts.gamma / 2.0 * D_REG_INTERVAL as f64);
-            stats.add("r1_penalty", checked(&penalty.mean(None::<Kind>), "the R1 penalty", &self.state)?);
+            stats.add(
+                "r1_penalty",
+                checked(&penalty.mean(None::<Kind>), "the R1 penalty", &self.state)?,
+            );
             self.opt_d.zero_grad();
             loss.backward();
             self.opt_d.step();
@@ -369,8 +435,12 @@ impl Trainer {
     /// Samples of G_ema for the fixed grid latents (constant noise).
     pub fn grid_fakes(&self) -> Tensor {
         tch::no_grad(|| {
-            let chunks: Vec<Tensor> =
-                self.grid_z.split(32, 0).iter().map(|z| self.g_ema.forward(z, 1.0, NoiseMode::Const)).collect();
+            let chunks: Vec<Tensor> = self
+                .grid_z
+                .split(32, 0)
+                .iter()
+                .map(|z| self.g_ema.forward(z, 1.0, NoiseMode::Const))
+                .collect();
             Tensor::cat(&chunks, 0)
         })
     }
@@ -382,13 +452,19 @@ impl Trainer {
     fn save_reals(&self) -> Result<()> {
         let n = (self.opts.grid * self.opts.grid) as usize;
         let items = Sampler::new(self.dataset.len(), false, self.opts.seed).take(0, n);
-        crate::images::save_grid(&self.dataset.batch(&items, Device::Cpu), self.opts.grid, &self.run_dir.join("reals.png"))
+        crate::images::save_grid(
+            &self.dataset.batch(&items, Device::Cpu),
+            self.opts.grid,
+            &self.run_dir.join("reals.png"),
+        )
     }
 
     /// Drops log lines written after the snapshot we resume from, so the log matches the run.
     fn truncate_stats(&self) -> Result<()> {
         let path = self.run_dir.join("stats.jsonl");
-        let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(());
+        };
         let kept: String = text
             .lines()
             .filter(|l| {
@@ -409,41 +485,67 @@ impl Trainer {
         let fresh = self.state.cur_nimg == 0;
         if fresh {
             let json = serde_json::to_string_pretty(&self.opts)?;
-            crate::util::write_atomic(&self.run_dir.join("training_options.json"), |f| Ok(f.write_all(json.as_bytes())?))?;
+            crate::util::write_atomic(&self.run_dir.join("training_options.json"), |f| {
+                Ok(f.write_all(json.as_bytes())?)
+            })?;
             self.save_reals()?;
             self.save_grid("fakes_init.png")?;
-        } else {
-            self.truncate_stats()?;
         }
-        let mut log = std::fs::OpenOptions::new().create(true).append(true).open(self.run_dir.join("log.txt"))?;
-        let mut stats_file = std::fs::OpenOptions::new().create(true).append(true).open(self.run_dir.join("stats.jsonl"))?;
-        let pb = if progress { indicatif::ProgressBar::new(total) } else { indicatif::ProgressBar::hidden() };
+        self.truncate_stats()?;
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.run_dir.join("log.txt"))?;
+        let mut stats_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.run_dir.join("stats.jsonl"))?;
+        let pb = if progress {
+            indicatif::ProgressBar::new(total)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
         pb.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} {msg} ETA {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template("{bar:30} {msg} ETA {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         pb.set_position(self.state.cur_nimg.min(total));
-        let mut say = |line: String| {
+        let say = |log: &mut std::fs::File, line: String| {
             pb.suspend(|| eprintln!("{line}"));
             let _ = writeln!(log, "{line}");
         };
-        say(format!(
-            "{} run {} at {:.3} kimg of {} on {:?}, dataset {} ({} images, {}×{}×{})",
-            if fresh { "starting" } else { "resuming" },
-            self.run_dir.display(),
-            self.state.cur_nimg as f64 / 1000.0,
-            self.opts.kimg,
-            self.device,
-            self.opts.data.display(),
-            self.dataset.len(),
-            self.dataset.header.channels,
-            self.dataset.header.resolution,
-            self.dataset.header.resolution
-        ));
+        say(
+            &mut log,
+            format!(
+                "{} run {} at {:.3} kimg of {} on {:?}, dataset {} ({} images, {}×{}×{})",
+                if fresh { "starting" } else { "resuming" },
+                self.run_dir.display(),
+                self.state.cur_nimg as f64 / 1000.0,
+                self.opts.kimg,
+                self.device,
+                self.opts.data.display(),
+                self.dataset.len(),
+                self.dataset.header.channels,
+                self.dataset.header.resolution,
+                self.dataset.header.resolution
+            ),
+        );
         let mut last_snapshot = None;
         let mut stats = TickStats::default();
         let mut tick_start = (Instant::now(), self.state.cur_nimg);
         while self.state.cur_nimg < total {
-            self.step(&mut stats)?;
+            if let Err(e) = self.step(&mut stats) {
+                let kept = match snapshot::latest(&self.run_dir) {
+                    Ok(p) => format!(
+                        "the snapshots written before are intact, the latest is {}",
+                        p.display()
+                    ),
+                    Err(_) => "no snapshot had been written yet".to_string(),
+                };
+                let e = anyhow::anyhow!("{e:#}; {kept}");
+                let _ = writeln!(log, "error: {e}");
+                return Err(e);
+            }
             let (t0, n0) = tick_start;
             let rate = (self.state.cur_nimg - n0) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
             pb.set_position(self.state.cur_nimg.min(total));
@@ -477,16 +579,26 @@ impl Trainer {
             }
             line.insert(
                 "timestamp".into(),
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64().into(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_secs_f64()
+                    .into(),
             );
             writeln!(stats_file, "{}", serde_json::Value::Object(line))?;
             stats_file.flush()?;
             let means: Vec<String> = stats.means().map(|(k, v)| format!("{k} {v:.4}")).collect();
-            say(format!("tick {} kimg {kimg:.3} {rate:.1} img/s {}", self.state.cur_tick, means.join(" ")));
+            say(
+                &mut log,
+                format!(
+                    "tick {} kimg {kimg:.3} {rate:.1} img/s {}",
+                    self.state.cur_tick,
+                    means.join(" ")
+                ),
+            );
             if done || self.state.cur_tick % self.opts.snap == 0 {
                 self.save_grid(&format!("fakes{:06}.png", self.state.cur_nimg / 1000))?;
                 let p = self.save_snapshot()?;
-                say(format!("snapshot {}", p.display()));
+                say(&mut log, format!("snapshot {}", p.display()));
                 last_snapshot = Some(p);
             }
             stats = TickStats::default();
@@ -505,7 +617,9 @@ pub fn r1_penalty(d: &Discriminator, policy: &Policy, real: &Tensor) -> Tensor {
     let x = real.detach().set_requires_grad(true);
     let logits = d.forward(&policy.apply(&x));
     let grads = Tensor::run_backward(&[logits.sum(None::<Kind>)], &[&x], true, true);
-    grads[0].square().sum_dim_intlist(&[1i64, 2, 3][..], false, None::<Kind>)
+    grads[0]
+        .square()
+        .sum_dim_intlist(&[1i64, 2, 3][..], false, None::<Kind>)
 }
 
 /// Peak resident memory of this process (VmHWM), in GiB; 0 where /proc is unavailable.
@@ -513,9 +627,11 @@ pub fn peak_rss_gb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
         })
         .map_or(0.0, |kb| kb / (1024.0 * 1024.0))
 }

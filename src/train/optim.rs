@@ -27,13 +27,28 @@ impl Adam {
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let exp_avg = params.iter().map(|(_, p)| p.zeros_like()).collect();
         let exp_avg_sq = params.iter().map(|(_, p)| p.zeros_like()).collect();
-        Self { params, exp_avg, exp_avg_sq, step: 0, lr, beta1, beta2, eps }
+        Self {
+            params,
+            exp_avg,
+            exp_avg_sq,
+            step: 0,
+            lr,
+            beta1,
+            beta2,
+            eps,
+        }
     }
 
     /// StyleGAN2's lazy regularisation runs the regulariser every `interval` steps with a
     /// larger weight; scaling lr and the betas by interval/(interval+1) keeps the effective
     /// optimiser the same as with regularisation every step.
-    pub fn lazy(vs: &VarStore, lr: f64, betas: (f64, f64), eps: f64, reg_interval: Option<i64>) -> Self {
+    pub fn lazy(
+        vs: &VarStore,
+        lr: f64,
+        betas: (f64, f64),
+        eps: f64,
+        reg_interval: Option<i64>,
+    ) -> Self {
         let c = reg_interval.map_or(1.0, |i| i as f64 / (i as f64 + 1.0));
         Self::new(vs, lr * c, betas.0.powf(c), betas.1.powf(c), eps)
     }
@@ -74,18 +89,29 @@ impl Adam {
             .iter()
             .zip(self.exp_avg.iter().zip(&self.exp_avg_sq))
             .flat_map(|((n, _), (m, v))| {
-                [(format!("exp_avg.{n}"), m.shallow_clone()), (format!("exp_avg_sq.{n}"), v.shallow_clone())]
+                [
+                    (format!("exp_avg.{n}"), m.shallow_clone()),
+                    (format!("exp_avg_sq.{n}"), v.shallow_clone()),
+                ]
             })
             .collect()
     }
 
     /// Restores the moments saved by [`Adam::state`]; missing entries are an error.
-    pub fn load_state(&mut self, step: i64, lookup: &impl Fn(&str) -> Option<Tensor>) -> anyhow::Result<()> {
+    pub fn load_state(
+        &mut self,
+        step: i64,
+        lookup: &impl Fn(&str) -> Option<Tensor>,
+    ) -> anyhow::Result<()> {
         tch::no_grad(|| -> anyhow::Result<()> {
             for (i, (n, _)) in self.params.iter().enumerate() {
-                for (prefix, dst) in [("exp_avg", &mut self.exp_avg[i]), ("exp_avg_sq", &mut self.exp_avg_sq[i])] {
+                for (prefix, dst) in [
+                    ("exp_avg", &mut self.exp_avg[i]),
+                    ("exp_avg_sq", &mut self.exp_avg_sq[i]),
+                ] {
                     let key = format!("{prefix}.{n}");
-                    let src = lookup(&key).ok_or_else(|| anyhow::anyhow!("optimiser state {key} missing"))?;
+                    let src = lookup(&key)
+                        .ok_or_else(|| anyhow::anyhow!("optimiser state {key} missing"))?;
                     dst.f_copy_(&src)?;
                 }
             }

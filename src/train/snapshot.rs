@@ -43,12 +43,18 @@ pub fn file_name(nimg: u64) -> String {
     if nimg % 1000 == 0 {
         format!("network-snapshot-{:06}.safetensors", nimg / 1000)
     } else {
-        format!("network-snapshot-{:06}.{:03}.safetensors", nimg / 1000, nimg % 1000)
+        format!(
+            "network-snapshot-{:06}.{:03}.safetensors",
+            nimg / 1000,
+            nimg % 1000
+        )
     }
 }
 
 fn nimg_of(name: &str) -> Option<u64> {
-    let stem = name.strip_prefix("network-snapshot-")?.strip_suffix(".safetensors")?;
+    let stem = name
+        .strip_prefix("network-snapshot-")?
+        .strip_suffix(".safetensors")?;
     let (k, rest) = stem.split_once('.').unwrap_or((stem, "0"));
     Some(k.parse::<u64>().ok()? * 1000 + rest.parse::<u64>().ok()?)
 }
@@ -57,7 +63,9 @@ fn nimg_of(name: &str) -> Option<u64> {
 /// interrupted write are hidden (`.name.tmp`) and never match.
 pub fn latest(run_dir: &Path) -> Result<PathBuf> {
     let mut best: Option<(u64, PathBuf)> = None;
-    for e in std::fs::read_dir(run_dir).with_context(|| format!("cannot list run directory {}", run_dir.display()))? {
+    for e in std::fs::read_dir(run_dir)
+        .with_context(|| format!("cannot list run directory {}", run_dir.display()))?
+    {
         let p = e?.path();
         if let Some(n) = p.file_name().and_then(|f| nimg_of(&f.to_string_lossy())) {
             if best.as_ref().is_none_or(|(b, _)| n > *b) {
@@ -65,7 +73,12 @@ pub fn latest(run_dir: &Path) -> Result<PathBuf> {
             }
         }
     }
-    best.map(|b| b.1).with_context(|| format!("{}: no network-snapshot-*.safetensors to resume from", run_dir.display()))
+    best.map(|b| b.1).with_context(|| {
+        format!(
+            "{}: no network-snapshot-*.safetensors to resume from",
+            run_dir.display()
+        )
+    })
 }
 
 pub struct Snapshot {
@@ -75,10 +88,17 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn save(path: &Path, meta: &SnapshotMeta, groups: &[(&str, Vec<(String, Tensor)>)]) -> Result<()> {
+    pub fn save(
+        path: &Path,
+        meta: &SnapshotMeta,
+        groups: &[(&str, Vec<(String, Tensor)>)],
+    ) -> Result<()> {
         let tensors: Vec<(String, Tensor)> = groups
             .iter()
-            .flat_map(|(prefix, ts)| ts.iter().map(move |(n, t)| (format!("{prefix}.{n}"), t.shallow_clone())))
+            .flat_map(|(prefix, ts)| {
+                ts.iter()
+                    .map(move |(n, t)| (format!("{prefix}.{n}"), t.shallow_clone()))
+            })
             .collect();
         let metadata = HashMap::from([(META_KEY.to_string(), serde_json::to_string(meta)?)]);
         crate::weights::save(path, &tensors, &metadata)
@@ -86,16 +106,22 @@ impl Snapshot {
 
     pub fn load(path: &Path) -> Result<Self> {
         let (tensors, metadata) = crate::weights::load(path)?;
-        let json = metadata.get(META_KEY).with_context(|| format!("{}: not a vagan snapshot (no metadata)", path.display()))?;
-        let meta: SnapshotMeta =
-            serde_json::from_str(json).with_context(|| format!("{}: unreadable snapshot metadata", path.display()))?;
+        let json = metadata
+            .get(META_KEY)
+            .with_context(|| format!("{}: not a vagan snapshot (no metadata)", path.display()))?;
+        let meta: SnapshotMeta = serde_json::from_str(json)
+            .with_context(|| format!("{}: unreadable snapshot metadata", path.display()))?;
         ensure!(
             meta.format_version == FORMAT_VERSION,
             "{}: snapshot format {} (this vagan reads {FORMAT_VERSION})",
             path.display(),
             meta.format_version
         );
-        Ok(Self { meta, tensors: tensors.into_iter().collect(), path: path.to_path_buf() })
+        Ok(Self {
+            meta,
+            tensors: tensors.into_iter().collect(),
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<Tensor> {

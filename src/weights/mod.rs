@@ -36,13 +36,18 @@ fn kind_of(dtype: Dtype) -> Result<Kind> {
 }
 
 /// Saves named tensors (moved to the CPU) and metadata; the file appears complete or not at all.
-pub fn save(path: &Path, tensors: &[(String, Tensor)], metadata: &HashMap<String, String>) -> Result<()> {
+pub fn save(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: &HashMap<String, String>,
+) -> Result<()> {
     let mut buffers = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let t = t.detach().to_device(tch::Device::Cpu).contiguous();
         let numel = t.numel();
         let mut bytes = vec![0u8; numel * t.kind().elt_size_in_bytes()];
-        t.f_copy_data_u8(&mut bytes, numel).with_context(|| format!("copying tensor {name}"))?;
+        t.f_copy_data_u8(&mut bytes, numel)
+            .with_context(|| format!("copying tensor {name}"))?;
         let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
         buffers.push((name.clone(), dtype_of(t.kind())?, shape, bytes));
     }
@@ -57,7 +62,8 @@ pub fn save(path: &Path, tensors: &[(String, Tensor)], metadata: &HashMap<String
 /// Loads every tensor of a safetensors file (on the CPU) and its metadata.
 pub fn load(path: &Path) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let st = SafeTensors::deserialize(&bytes).with_context(|| format!("{} is not a safetensors file", path.display()))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .with_context(|| format!("{} is not a safetensors file", path.display()))?;
     let (_, meta) = SafeTensors::read_metadata(&bytes)?;
     let metadata = meta.metadata().clone().unwrap_or_default();
     let mut tensors = Vec::new();

@@ -13,7 +13,10 @@ pub fn write_idx(path: &Path, n: usize, size: usize, seed: u64) {
         data.extend_from_slice(&(v as u32).to_be_bytes());
     }
     data.extend((0..n * size * size).map(|_| rng.below(256) as u8));
-    std::fs::File::create(path).unwrap().write_all(&data).unwrap();
+    std::fs::File::create(path)
+        .unwrap()
+        .write_all(&data)
+        .unwrap();
 }
 
 /// A dataset file of `n` random grey images at `res`×`res`, in `dir`.

@@ -1,0 +1,488 @@
+//! The command line end to end: dataset → train → resume → generate, errors, and a run killed
+//! with SIGKILL while it writes snapshots.
+mod common;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn vagan(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vagan"))
+        .args(args)
+        .env("VAGAN_TEST", "1")
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = vagan(args);
+    assert!(
+        out.status.success(),
+        "vagan {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn err(args: &[&str]) -> String {
+    let out = vagan(args);
+    assert!(!out.status.success(), "vagan {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+const TINY: &[&str] = &[
+    "--batch",
+    "4",
+    "--cbase",
+    "64",
+    "--cmax",
+    "16",
+    "--z-dim",
+    "8",
+    "--w-dim",
+    "8",
+    "--tick",
+    "0.016",
+    "--snap",
+    "1",
+    "--grid",
+    "2",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+];
+
+fn idx(dir: &Path) -> PathBuf {
+    let p = dir.join("t10k-images-idx3-ubyte");
+    common::write_idx(&p, 40, 8, 3);
+    p
+}
+
+fn only_run_dir(outdir: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(outdir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].clone()
+}
+
+#[test]
+fn dataset_train_resume_generate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let data = t.join("d.vds");
+    let out = ok(&[
+        "dataset",
+        "--source",
+        idx(t).to_str().unwrap(),
+        "--dest",
+        data.to_str().unwrap(),
+        "--resolution",
+        "8",
+        "--max-images",
+        "30",
+        "--seed",
+        "1",
+    ]);
+    assert!(out.contains("30 images, 1×8×8"), "{out}");
+    let runs = t.join("runs");
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--outdir",
+        runs.to_str().unwrap(),
+        "--kimg",
+        "0.032",
+    ];
+    args.extend_from_slice(TINY);
+    ok(&args);
+    let run = only_run_dir(&runs);
+    assert!(run
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .starts_with("00000-d-b4"));
+    for f in [
+        "training_options.json",
+        "stats.jsonl",
+        "log.txt",
+        "reals.png",
+        "fakes_init.png",
+        "fakes000000.png",
+        "network-snapshot-000000.016.safetensors",
+        "network-snapshot-000000.032.safetensors",
+    ] {
+        assert!(run.join(f).exists(), "missing {f}");
+    }
+    let stats = std::fs::read_to_string(run.join("stats.jsonl")).unwrap();
+    assert_eq!(stats.lines().count(), 2);
+    let first: serde_json::Value = serde_json::from_str(stats.lines().next().unwrap()).unwrap();
+    for k in [
+        "tick",
+        "kimg",
+        "img_per_s",
+        "loss_G",
+        "loss_D",
+        "r1_penalty",
+        "pl_penalty",
+        "peak_rss_gb",
+    ] {
+        assert!(first[k].is_number(), "stats line lacks {k}: {first}");
+    }
+    // Resume to a longer run in the same directory; options other than --kimg/--snap are refused.
+    let e = err(&["train", "--resume", run.to_str().unwrap(), "--batch", "8"]);
+    assert!(e.contains("--batch"), "{e}");
+    ok(&[
+        "train",
+        "--resume",
+        run.to_str().unwrap(),
+        "--kimg",
+        "0.048",
+        "--device",
+        "cpu",
+    ]);
+    assert!(run.join("network-snapshot-000000.048.safetensors").exists());
+    assert_eq!(
+        std::fs::read_to_string(run.join("stats.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+    // Generation: one PNG per seed, and a grid.
+    let gen = t.join("gen");
+    let grid = t.join("grid.png");
+    ok(&[
+        "generate",
+        "--snapshot",
+        run.to_str().unwrap(),
+        "--seeds",
+        "0-3,7",
+        "--trunc",
+        "0.7",
+        "--outdir",
+        gen.to_str().unwrap(),
+        "--grid",
+        grid.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    for s in [0, 1, 2, 3, 7] {
+        let img = image::open(gen.join(format!("seed{s:04}.png"))).unwrap();
+        assert_eq!((img.width(), img.height()), (8, 8));
+    }
+    assert_eq!(image::open(&grid).unwrap().width(), 24);
+    // Same seed, same image.
+    let again = t.join("gen2");
+    ok(&[
+        "generate",
+        "--snapshot",
+        run.to_str().unwrap(),
+        "--seeds",
+        "7",
+        "--trunc",
+        "0.7",
+        "--outdir",
+        again.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(
+        std::fs::read(gen.join("seed0007.png")).unwrap(),
+        std::fs::read(again.join("seed0007.png")).unwrap()
+    );
+}
+
+#[test]
+fn bad_input_gives_one_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let e = err(&[
+        "train",
+        "--data",
+        t.join("missing.vds").to_str().unwrap(),
+        "--outdir",
+        t.join("r").to_str().unwrap(),
+    ]);
+    assert!(e.contains("missing.vds"), "{e}");
+    let e = err(&[
+        "dataset",
+        "--source",
+        idx(t).to_str().unwrap(),
+        "--dest",
+        t.join("x.vds").to_str().unwrap(),
+        "--resolution",
+        "8",
+        "--transform",
+        "squash",
+    ]);
+    assert!(e.contains("--transform squash"), "{e}");
+    let e = err(&[
+        "generate",
+        "--snapshot",
+        t.to_str().unwrap(),
+        "--outdir",
+        t.join("g").to_str().unwrap(),
+    ]);
+    assert!(e.contains("no network-snapshot"), "{e}");
+    let e = err(&[
+        "generate",
+        "--snapshot",
+        t.join("x").to_str().unwrap(),
+        "--seeds",
+        "5-2",
+        "--outdir",
+        "g",
+    ]);
+    assert!(e.contains("--seeds"), "{e}");
+    let data = t.join("d.vds");
+    ok(&[
+        "dataset",
+        "--source",
+        idx(t).to_str().unwrap(),
+        "--dest",
+        data.to_str().unwrap(),
+        "--resolution",
+        "12",
+    ]);
+    let e = err(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--outdir",
+        t.join("r").to_str().unwrap(),
+    ]);
+    assert!(e.contains("power of two"), "{e}");
+}
+
+/// A learning rate that makes the weights overflow: the run stops naming the step and keeps
+/// the snapshots written before.
+#[test]
+fn non_finite_loss_stops_the_run_and_keeps_snapshots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let data = t.join("d.vds");
+    ok(&[
+        "dataset",
+        "--source",
+        idx(t).to_str().unwrap(),
+        "--dest",
+        data.to_str().unwrap(),
+        "--resolution",
+        "8",
+    ]);
+    let runs = t.join("runs");
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--outdir",
+        runs.to_str().unwrap(),
+        "--kimg",
+        "1",
+        "--glr",
+        "1e38",
+        "--dlr",
+        "1e38",
+    ];
+    args.extend_from_slice(TINY);
+    let e = err(&args);
+    assert!(
+        e.contains("at step") && (e.contains("NaN") || e.contains("inf")),
+        "{e}"
+    );
+    let run = only_run_dir(&runs);
+    assert!(run.join("reals.png").exists());
+    assert!(e.contains("no snapshot had been written yet"), "{e}");
+}
+
+/// A NaN that appears after snapshots exist: they are left untouched and named.
+#[test]
+fn nan_after_snapshots_keeps_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let data = t.join("d.vds");
+    ok(&[
+        "dataset",
+        "--source",
+        idx(t).to_str().unwrap(),
+        "--dest",
+        data.to_str().unwrap(),
+        "--resolution",
+        "8",
+    ]);
+    let runs = t.join("runs");
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--outdir",
+        runs.to_str().unwrap(),
+        "--kimg",
+        "0.032",
+    ];
+    args.extend_from_slice(TINY);
+    ok(&args);
+    let run = only_run_dir(&runs);
+    // A later snapshot whose generator holds a NaN, as a diverged run would have.
+    let good = run.join("network-snapshot-000000.032.safetensors");
+    let (mut tensors, meta) = vagan::weights::load(&good).unwrap();
+    for (name, t) in tensors.iter_mut() {
+        if name == "G.synthesis.b8.torgb.bias" {
+            *t = t.fill(f64::NAN);
+        }
+    }
+    let bad = run.join("network-snapshot-000000.036.safetensors");
+    vagan::weights::save(&bad, &tensors, &meta).unwrap();
+    let before: Vec<Vec<u8>> = [&good, &bad]
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    let e = err(&[
+        "train",
+        "--resume",
+        bad.to_str().unwrap(),
+        "--kimg",
+        "1",
+        "--device",
+        "cpu",
+    ]);
+    assert!(
+        e.contains("at step 8") && e.contains("NaN") && e.contains("network-snapshot-000000.036"),
+        "{e}"
+    );
+    let after: Vec<Vec<u8>> = [&good, &bad]
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert_eq!(before, after);
+    let snaps = std::fs::read_dir(&run)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("network-")
+        })
+        .count();
+    assert_eq!(snaps, 3);
+}
+
+/// Kill -9 while the run writes its snapshots (as near to a write as polling allows), resume,
+/// and get bit-for-bit the snapshot of a run that was never interrupted.
+#[test]
+fn sigkill_during_snapshots_then_resume_gives_the_same_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let data = t.join("d.vds");
+    ok(&[
+        "dataset",
+        "--source",
+        idx(t).to_str().unwrap(),
+        "--dest",
+        data.to_str().unwrap(),
+        "--resolution",
+        "8",
+    ]);
+    let kimg = "0.2";
+    let train = |outdir: &Path| {
+        let mut a: Vec<String> = [
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--outdir",
+            outdir.to_str().unwrap(),
+            "--kimg",
+            kimg,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(TINY.iter().map(|s| s.to_string()));
+        a
+    };
+    let reference = t.join("reference");
+    ok(&train(&reference)
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    let final_name = "network-snapshot-000000.200.safetensors";
+    let expected = vagan::weights::load(&only_run_dir(&reference).join(final_name))
+        .unwrap()
+        .0;
+
+    let killed = t.join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vagan"))
+        .args(train(&killed))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut during_write = false;
+    let start = std::time::Instant::now();
+    'watch: loop {
+        if let Ok(entries) = std::fs::read_dir(&killed) {
+            for run in entries.flatten() {
+                let names: Vec<String> = std::fs::read_dir(run.path())
+                    .map(|d| {
+                        d.flatten()
+                            .map(|e| e.file_name().to_string_lossy().to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                during_write = names
+                    .iter()
+                    .any(|n| n.starts_with(".network-snapshot") && n.ends_with(".tmp"));
+                let written = names
+                    .iter()
+                    .filter(|n| n.starts_with("network-snapshot"))
+                    .count();
+                if (during_write && written >= 1) || written >= 4 {
+                    break 'watch;
+                }
+            }
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        assert!(start.elapsed().as_secs() < 120, "no snapshot appeared");
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    eprintln!(
+        "killed {} a snapshot write",
+        if during_write { "during" } else { "between" }
+    );
+    let run = only_run_dir(&killed);
+    assert!(!run.join(final_name).exists(), "killed too late");
+    ok(&[
+        "train",
+        "--resume",
+        run.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]);
+    let stats = std::fs::read_to_string(run.join("stats.jsonl")).unwrap();
+    let ticks: Vec<u64> = stats
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["tick"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        ticks,
+        (1..=ticks.len() as u64).collect::<Vec<_>>(),
+        "one log line per tick, in order"
+    );
+    let got = vagan::weights::load(&run.join(final_name)).unwrap().0;
+    assert_eq!(got.len(), expected.len());
+    for ((n, a), (_, b)) in got.iter().zip(&expected) {
+        assert!(a.equal(b), "{n} differs from the uninterrupted run");
+    }
+}
