@@ -35,9 +35,12 @@ struct TrainArgs {
     /// Dataset file (from `vagan dataset`), or an image folder, zip or IDX file (then --resolution).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Parent directory of the run directories.
+    /// Parent directory of the run directories (each run gets the next NNNNN-<data>-b<batch>).
     #[arg(long, default_value = "runs")]
     outdir: PathBuf,
+    /// Use exactly this run directory instead of a numbered one under --outdir.
+    #[arg(long, conflicts_with = "outdir")]
+    run_dir: Option<PathBuf>,
     /// Continue a run exactly: a run directory (its latest snapshot) or a snapshot file.
     /// The run's own options are used; only --kimg, --snap, --device and --threads may change.
     #[arg(long)]
@@ -132,6 +135,7 @@ impl TrainArgs {
             ("--diffaug", self.diffaug.is_some()),
             ("--grid", self.grid.is_some()),
             ("--resolution", self.resolution.is_some()),
+            ("--run-dir", self.run_dir.is_some()),
         ];
         given.into_iter().filter(|g| g.1).map(|g| g.0).collect()
     }
@@ -208,7 +212,13 @@ fn train(a: TrainArgs) -> Result<()> {
         let name = data
             .file_stem()
             .map_or("data".into(), |s| s.to_string_lossy().to_string());
-        let run_dir = new_run_dir(&a.outdir, &format!("{name}-b{batch}"))?;
+        let run_dir = match &a.run_dir {
+            Some(d) if d.join("training_options.json").exists() => {
+                bail!("--run-dir {} already holds a run: continue it with --resume {0}", d.display())
+            }
+            Some(d) => d.clone(),
+            None => new_run_dir(&a.outdir, &format!("{name}-b{batch}"))?,
+        };
         let data = if is_dataset_file(&data) {
             data
         } else {
