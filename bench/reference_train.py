@@ -35,9 +35,10 @@ G_REG_INTERVAL = 4
 D_REG_INTERVAL = 16
 MASK64 = (1 << 64) - 1
 
-# `max` is the Rust formulation (maximum(x, 0.2x)); `native` (F.leaky_relu) is offered only to
-# measure what the choice costs. Set from the CLI before the networks run.
-LRELU_MODE = "max"
+# `native` (the default) is F.leaky_relu, what a PyTorch user writes; `lrb` is
+# aten::leaky_relu_backward(x, x, 0.2), vagan's formulation (tch's `leaky_relu` has a fixed 0.01
+# slope); `max` is maximum(x, 0.2x). All three are the same function with the same derivatives.
+LRELU_MODE = "native"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -131,6 +132,8 @@ class Sampler:
 def lrelu(x):
     if LRELU_MODE == "native":
         return F.leaky_relu(x, 0.2) * SQRT_2
+    if LRELU_MODE == "lrb":
+        return torch.ops.aten.leaky_relu_backward(x, x, 0.2, False) * SQRT_2
     return torch.maximum(x, x * 0.2) * SQRT_2
 
 
@@ -619,6 +622,14 @@ class Trainer:
 # ----------------------------------------------------------------------------------------------
 
 
+def step_kind(batch_idx, pl, r1):
+    """Which regularisers step `batch_idx` runs: plain, pl, r1 or pl+r1."""
+    kind = "+".join(
+        k for k, on in (("pl", pl and batch_idx % G_REG_INTERVAL == 0), ("r1", r1 and batch_idx % D_REG_INTERVAL == 0)) if on
+    )
+    return kind or "plain"
+
+
 def param_table(module):
     """Trainable parameters and persistent buffers with the names the Rust VarStore uses."""
     rows = [(n, tuple(p.shape), True) for n, p in module.named_parameters()]
@@ -665,8 +676,8 @@ def main():
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--adam", choices=["foreach", "fused", "single"], default="foreach")
-    p.add_argument("--lrelu", choices=["max", "native"], default="max", help="max = the Rust formulation")
+    p.add_argument("--adam", choices=["fused", "foreach", "single"], default="fused", help="torch.optim.Adam kernel (same maths)")
+    p.add_argument("--lrelu", choices=["max", "native", "lrb"], default="native", help="native = F.leaky_relu, what a PyTorch user writes; lrb = the Rust formulation")
     p.add_argument("--json", default=None)
     p.add_argument("--print-params", action="store_true", help="list parameter names/shapes and exit")
     p.add_argument("--quiet", action="store_true")
@@ -691,19 +702,32 @@ def main():
     for _ in range(a.warmup_steps):
         t.step()
     sync()
-    times = []
+    times, cpu_times, kinds = [], [], []
     for i in range(a.steps):
-        t0 = time.perf_counter()
+        kinds.append(step_kind(t.batch_idx, a.pl_weight > 0, t.gamma > 0))
+        t0, c0 = time.perf_counter(), time.process_time()
         t.step()
         sync()
         times.append((time.perf_counter() - t0) * 1000.0)
+        # CPU time of all our threads: tells contention (wall >> cpu/threads) from real cost.
+        cpu_times.append((time.process_time() - c0) * 1000.0)
         if not a.quiet:
             losses = " ".join(f"{k} {v:.4f}" for k, v in sorted(t.last.items()))
             print(f"step {t.batch_idx - 1} {times[-1]:.1f} ms {losses}", flush=True)
 
     median = statistics.median(times)
+    # About `threads` when we had the CPUs to ourselves; much less means another process competed
+    # (and OpenMP's spin-waits make contended steps several times slower, so rerun).
+    cpu_util = sum(cpu_times) / sum(times)
     whole = (len(times) // D_REG_INTERVAL) * D_REG_INTERVAL or len(times)
     mean_ips = a.batch * whole * 1000.0 / sum(times[:whole])
+    # The same mean from the per-kind medians: robust to other processes stealing the CPUs.
+    per_kind = {k: statistics.median([x for x, kk in zip(times, kinds) if kk == k]) for k in set(kinds)}
+    cycle = [step_kind(i, a.pl_weight > 0, t.gamma > 0) for i in range(D_REG_INTERVAL)]
+    robust_ips = (
+        a.batch * D_REG_INTERVAL * 1000.0 / sum(per_kind[k] for k in cycle)
+        if all(k in per_kind for k in cycle) else None
+    )
     out = {
         "impl": "pytorch",
         "torch_version": torch.__version__,
@@ -724,11 +748,21 @@ def main():
         "img_per_s": a.batch * 1000.0 / median,
         "img_per_s_mean": mean_ips,
         "img_per_s_mean_steps": whole,
+        "img_per_s_cycle_median": robust_ips,
+        "median_step_ms_by_kind": per_kind,
+        "step_kind": kinds,
+        "step_cpu_ms": cpu_times,
+        "cpu_util": cpu_util,
         "peak_rss_gb": peak_rss_gb(),
         "last_losses": t.last,
     }
     print(f"median {median:.1f} ms/step, {out['img_per_s']:.2f} img/s (median), "
-          f"{mean_ips:.2f} img/s (mean over {whole} steps), peak RSS {out['peak_rss_gb']:.2f} GB")
+          f"{mean_ips:.2f} img/s (mean over {whole} steps), "
+          f"{robust_ips or float('nan'):.2f} img/s (16-step cycle of per-kind medians), "
+          f"peak RSS {out['peak_rss_gb']:.2f} GB")
+    if device.type == "cpu" and cpu_util < 0.85 * torch.get_num_threads():
+        print(f"warning: CPU utilisation {cpu_util:.2f} for {torch.get_num_threads()} threads: "
+              "another process competed for the CPUs, the timings are not representative", file=sys.stderr)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -7,9 +7,13 @@ use vagan::train::{TickStats, TrainOptions, Trainer};
 
 fn main() -> anyhow::Result<()> {
     let a: Vec<String> = std::env::args().skip(1).collect();
-    anyhow::ensure!(a.len() == 9, "usage: bench_train DATA BATCH CBASE CMAX ZDIM STEPS WARMUP THREADS OUT.json");
+    anyhow::ensure!(
+        a.len() == 9,
+        "usage: bench_train DATA BATCH CBASE CMAX ZDIM STEPS WARMUP THREADS OUT.json"
+    );
     let p = |i: usize| a[i].parse::<i64>().unwrap();
-    let (batch, cbase, cmax, zdim, steps, warmup, threads) = (p(1), p(2), p(3), p(4), p(5), p(6), p(7));
+    let (batch, cbase, cmax, zdim, steps, warmup, threads) =
+        (p(1), p(2), p(3), p(4), p(5), p(6), p(7));
     tch::set_num_threads(threads as i32);
     let header = vagan::data::read_header(std::path::Path::new(&a[0]))?.0;
     let opts = TrainOptions {
@@ -51,7 +55,8 @@ fn main() -> anyhow::Result<()> {
     }
     let mut sorted = ms.clone();
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let median = sorted[sorted.len() / 2];
+    let n = sorted.len();
+    let median = (sorted[(n - 1) / 2] + sorted[n / 2]) / 2.0;
     let total: f64 = ms.iter().sum();
     let out = serde_json::json!({
         "impl": "vagan",
@@ -68,7 +73,10 @@ fn main() -> anyhow::Result<()> {
     });
     std::fs::write(&a[8], serde_json::to_string_pretty(&out)?)?;
     let _ = std::fs::remove_dir_all(&dir);
-    println!("vagan: {:.2} img/s (median step), {:.2} img/s (mean)", out["img_per_s"], out["img_per_s_mean"]);
+    println!(
+        "vagan: {:.2} img/s (median step), {:.2} img/s (mean)",
+        out["img_per_s"], out["img_per_s_mean"]
+    );
     Ok(())
 }
 

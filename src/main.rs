@@ -214,7 +214,10 @@ fn train(a: TrainArgs) -> Result<()> {
             .map_or("data".into(), |s| s.to_string_lossy().to_string());
         let run_dir = match &a.run_dir {
             Some(d) if d.join("training_options.json").exists() => {
-                bail!("--run-dir {} already holds a run: continue it with --resume {0}", d.display())
+                bail!(
+                    "--run-dir {} already holds a run: continue it with --resume {0}",
+                    d.display()
+                )
             }
             Some(d) => d.clone(),
             None => new_run_dir(&a.outdir, &format!("{name}-b{batch}"))?,
