@@ -508,6 +508,9 @@ class Trainer:
         self.G = Generator(a.z_dim, a.w_dim, a.map, res, ch, a.cbase, a.cmax).to(device)
         self.D = Discriminator(res, ch, a.cbase, a.cmax, a.mbstd_group).to(device)
         self.G_ema = copy.deepcopy(self.G).eval()
+        if a.channels_last:
+            for m in (self.G, self.D, self.G_ema):
+                m.to(memory_format=torch.channels_last)
         set_requires_grad(self.G_ema, False)
         self.opt_g = make_adam(self.G.parameters(), a.glr, G_REG_INTERVAL if a.pl_weight > 0 else None, a.adam)
         self.opt_d = make_adam(self.D.parameters(), a.dlr, D_REG_INTERVAL if self.gamma > 0 else None, a.adam)
@@ -678,6 +681,7 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--adam", choices=["fused", "foreach", "single"], default="fused", help="torch.optim.Adam kernel (same maths)")
     p.add_argument("--lrelu", choices=["max", "native", "lrb"], default="native", help="native = F.leaky_relu, what a PyTorch user writes; lrb = the Rust formulation")
+    p.add_argument("--channels-last", action="store_true", help="store 4-D parameters in NHWC, as vagan does")
     p.add_argument("--json", default=None)
     p.add_argument("--print-params", action="store_true", help="list parameter names/shapes and exit")
     p.add_argument("--quiet", action="store_true")

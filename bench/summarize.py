@@ -26,10 +26,11 @@ for cfg, impls in runs.items():
         rss = max(r["peak_rss_gb"] for r in rs)
         med[impl] = (m, mm, rss)
         print(f"| {cfg} | {impl} | {m:.2f} | {mm:.2f} | {rss:.2f} | {len(rs)} |")
-    if "vagan" in med and "pytorch" in med:
-        v, p = med["vagan"], med["pytorch"]
-        ratios.append(f"{cfg}: speed ratio vagan/PyTorch {v[0] / p[0]:.2f} (median step), "
-                      f"{v[1] / p[1]:.2f} (mean); peak memory ratio {v[2] / p[2]:.2f}")
+    for ref in ("pytorch", "pytorchNHWC"):
+        if "vagan" in med and ref in med:
+            v, p = med["vagan"], med[ref]
+            ratios.append(f"{cfg}: vagan/{ref} speed ratio {v[0] / p[0]:.2f} (median step), "
+                          f"{v[1] / p[1]:.2f} (mean); peak memory ratio {v[2] / p[2]:.2f}")
 print()
 for r in ratios:
     print(f"- {r}")

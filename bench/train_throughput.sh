@@ -28,6 +28,10 @@ for cfg in "${CONFIGS[@]}"; do
     python3 bench/reference_train.py --data "$data" --batch "$batch" --cbase "$cbase" --cmax "$cmax" \
       --z-dim "$zdim" --w-dim "$zdim" --map 2 --steps "$steps" --warmup-steps "$warm" --threads "$THREADS" \
       --quiet --json "$OUT/train_${name}_pytorch_$r.json"
+    # The same with vagan's parameter layout (NHWC), for the record.
+    python3 bench/reference_train.py --data "$data" --batch "$batch" --cbase "$cbase" --cmax "$cmax" \
+      --z-dim "$zdim" --w-dim "$zdim" --map 2 --steps "$steps" --warmup-steps "$warm" --threads "$THREADS" \
+      --channels-last --quiet --json "$OUT/train_${name}_pytorchNHWC_$r.json"
   done
 done
 python3 bench/summarize.py "$OUT" train > "$OUT/train_throughput.md"

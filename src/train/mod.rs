@@ -9,6 +9,7 @@ pub mod snapshot;
 
 use crate::augment::Policy;
 use crate::data::{Dataset, Sampler};
+use crate::nets::layers::use_channels_last;
 use crate::nets::{Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, NoiseMode};
 use crate::util::derive_seed;
 use anyhow::{bail, ensure, Context, Result};
@@ -200,6 +201,9 @@ impl Trainer {
         let g_ema = Generator::new(vs_ema.root(), &g_cfg);
         vs_ema.copy(&vs_g)?;
         vs_ema.freeze();
+        for vs in [&vs_g, &vs_d, &vs_ema] {
+            use_channels_last(vs);
+        }
         let betas = (0.0, 0.99);
         let g_reg = (opts.pl_weight > 0.0).then_some(G_REG_INTERVAL as i64);
         let d_reg = (opts.gamma > 0.0).then_some(D_REG_INTERVAL as i64);
