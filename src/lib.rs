@@ -4,6 +4,7 @@
 //! GAN), [`augment`] (DiffAugment), [`train`] (the training loop and snapshots),
 //! [`generate`] (sampling from snapshots) and [`weights`] (tensors on disk).
 pub mod augment;
+pub mod backbones;
 pub mod data;
 pub mod generate;
 pub mod images;

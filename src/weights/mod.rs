@@ -1,4 +1,7 @@
-//! Tensors on disk: safetensors files with a string-to-string metadata map, written atomically.
+//! Tensors on disk: safetensors files with a string-to-string metadata map, written atomically,
+//! and PyTorch checkpoints read natively ([`torch_checkpoint`]).
+pub mod torch_checkpoint;
+
 use crate::util::write_atomic;
 use anyhow::{bail, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};

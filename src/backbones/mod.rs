@@ -1,0 +1,3 @@
+//! The off-the-shelf networks of the vision-aided ensemble, frozen, each doing its own
+//! pre-processing from [-1, 1] images.
+pub mod efficientnet_lite;

@@ -1,0 +1,1 @@
+//! Reading PyTorch checkpoints (legacy pickle, zip, TorchScript) natively.
