@@ -1,0 +1,185 @@
+//! EfficientNet-Lite against the reference package `efficientnet-lite-pytorch==0.1.0`: a tiny random
+//! network compared output by output (and input gradient) with fixtures from
+//! `scripts/fixtures/efficientnet_lite.py`, and the real lite0/1/2 configurations' parameter
+//! counts and output shapes.
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+use vagan::backbones::efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/efficientnet_lite")
+        .join(name)
+}
+
+fn load(name: &str) -> HashMap<String, Tensor> {
+    let (tensors, _) = vagan::weights::load(&fixture(name)).unwrap();
+    tensors.into_iter().collect()
+}
+
+/// Copies every tensor of the file into the variable of the same name; every file tensor must
+/// have a variable and every variable a tensor, with equal shapes.
+fn load_strict(vs: &VarStore, tensors: &HashMap<String, Tensor>) {
+    let vars = vs.variables();
+    let file_keys: BTreeSet<&String> = tensors.keys().collect();
+    let var_keys: BTreeSet<&String> = vars.keys().collect();
+    let unused: Vec<_> = file_keys.difference(&var_keys).collect();
+    let unfilled: Vec<_> = var_keys.difference(&file_keys).collect();
+    assert!(
+        unused.is_empty(),
+        "reference tensors with no variable: {unused:?}"
+    );
+    assert!(
+        unfilled.is_empty(),
+        "variables with no reference tensor: {unfilled:?}"
+    );
+    tch::no_grad(|| {
+        for (name, t) in tensors {
+            let mut v = vars[name].shallow_clone();
+            assert_eq!(v.size(), t.size(), "shape of {name}");
+            v.copy_(t);
+        }
+    });
+}
+
+/// max |a − b| / max |b|.
+fn rel_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size());
+    let a = a.detach().to_kind(Kind::Double);
+    let b = b.to_kind(Kind::Double);
+    let num = (&a - &b).abs().max().double_value(&[]);
+    let den = b.abs().max().double_value(&[]);
+    assert!(den > 0.0);
+    num / den
+}
+
+#[test]
+fn tiny_network_matches_reference_outputs_and_input_gradient() {
+    let cfg = EfficientNetLiteConfig::tiny();
+    let mut vs = VarStore::new(Device::Cpu);
+    let net = EfficientNetLite::new(vs.root(), &cfg);
+    load_strict(&vs, &load("tiny.safetensors"));
+    vs.freeze();
+
+    let io = load("tiny_io.safetensors");
+    let images = io["images"].set_requires_grad(true);
+    assert_eq!(images.size(), [2, 3, 37, 45]);
+    let out = net.forward(&images);
+    let logits = net.classify(&out.pooled);
+
+    let mut checks = Vec::new();
+    assert_eq!(out.features.len(), 4);
+    for (i, f) in out.features.iter().enumerate() {
+        checks.push((
+            format!("feature{i}"),
+            rel_diff(f, &io[&format!("feature{i}")]),
+        ));
+    }
+    checks.push((
+        "final_map".into(),
+        rel_diff(&out.final_map, &io["final_map"]),
+    ));
+    checks.push(("pooled".into(), rel_diff(&out.pooled, &io["pooled"])));
+    checks.push(("logits".into(), rel_diff(&logits, &io["logits"])));
+    (&out.final_map * &io["r"]).sum(Kind::Float).backward();
+    checks.push((
+        "input_grad".into(),
+        rel_diff(&images.grad(), &io["input_grad"]),
+    ));
+
+    for (name, d) in &checks {
+        println!("{name}: max relative difference {d:.3e}");
+    }
+    for (name, d) in &checks {
+        assert!(*d < 1e-4, "{name}: relative difference {d:e}");
+    }
+    // No gradient reaches the frozen network.
+    for v in vs.trainable_variables() {
+        assert!(!v.requires_grad());
+    }
+}
+
+#[test]
+fn grey_images_are_repeated_to_rgb() {
+    tch::manual_seed(1);
+    let vs = VarStore::new(Device::Cpu);
+    let net = EfficientNetLite::new(vs.root(), &EfficientNetLiteConfig::tiny());
+    let grey = Tensor::rand([2, 1, 29, 31], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let a = net.forward(&grey);
+    let b = net.forward(&grey.repeat([1, 3, 1, 1]));
+    assert_eq!(a.final_map.size(), [2, 1280, 2, 2]);
+    assert_eq!(rel_diff(&a.final_map, &b.final_map), 0.0);
+    for (x, y) in a.features.iter().zip(&b.features) {
+        assert_eq!(rel_diff(x, y), 0.0);
+    }
+}
+
+#[test]
+fn real_configurations_match_reference_counts_and_shapes() {
+    let counts: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("param_counts.json")).unwrap())
+            .unwrap();
+    for (key, cfg) in [
+        ("lite0", EfficientNetLiteConfig::lite0()),
+        ("lite1", EfficientNetLiteConfig::lite1()),
+        ("lite2", EfficientNetLiteConfig::lite2()),
+    ] {
+        let reference = &counts[key];
+        let as_i64 = |v: &serde_json::Value| v.as_i64().unwrap();
+        let shape = |v: &serde_json::Value| -> Vec<i64> {
+            v.as_array().unwrap().iter().map(as_i64).collect()
+        };
+        assert_eq!(cfg.resolution, as_i64(&reference["resolution"]), "{key}");
+        let blocks: i64 = cfg.stages.iter().map(|s| s.repeats).sum();
+        assert_eq!(blocks, as_i64(&reference["blocks"]), "{key}: blocks");
+
+        tch::manual_seed(0);
+        let vs = VarStore::new(Device::Cpu);
+        let net = EfficientNetLite::new(vs.root(), &cfg);
+        let vars = vs.variables();
+        let total: i64 = vars.values().map(|v| v.numel() as i64).sum();
+        let trainable: i64 = vs
+            .trainable_variables()
+            .iter()
+            .map(|v| v.numel() as i64)
+            .sum();
+        assert_eq!(
+            vars.len() as i64,
+            as_i64(&reference["state_dict_keys"]),
+            "{key}: keys"
+        );
+        assert_eq!(
+            trainable,
+            as_i64(&reference["parameters"]),
+            "{key}: parameters"
+        );
+        assert_eq!(
+            total - trainable,
+            as_i64(&reference["buffers"]),
+            "{key}: buffers"
+        );
+
+        // Native resolution and a smaller, non-square input resized to it give the same shapes.
+        let res = cfg.resolution;
+        for (h, w) in [(res, res), (37, 45)] {
+            let images = Tensor::rand([1, 3, h, w], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+            let out = tch::no_grad(|| net.forward(&images));
+            let logits = tch::no_grad(|| net.classify(&out.pooled));
+            let feature_shapes: Vec<Vec<i64>> = out.features.iter().map(|f| f.size()).collect();
+            let expected: Vec<Vec<i64>> = reference["feature_shapes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(shape)
+                .collect();
+            assert_eq!(feature_shapes, expected, "{key} {h}x{w}: features");
+            assert_eq!(out.final_map.size(), shape(&reference["final_map_shape"]));
+            assert_eq!(out.pooled.size(), shape(&reference["pooled_shape"]));
+            assert_eq!(logits.size(), shape(&reference["logits_shape"]));
+            let finite = logits.isfinite().all().int64_value(&[]) == 1;
+            assert!(finite, "{key}: logits not finite");
+        }
+    }
+}
