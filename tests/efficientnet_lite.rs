@@ -2,7 +2,7 @@
 //! network compared output by output (and input gradient) with fixtures from
 //! `scripts/fixtures/efficientnet_lite.py`, and the real lite0/1/2 configurations' parameter
 //! counts and output shapes.
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -19,29 +19,9 @@ fn load(name: &str) -> HashMap<String, Tensor> {
     tensors.into_iter().collect()
 }
 
-/// Copies every tensor of the file into the variable of the same name; every file tensor must
-/// have a variable and every variable a tensor, with equal shapes.
+/// Every file tensor must have a variable and every variable a tensor, with equal shapes.
 fn load_strict(vs: &VarStore, tensors: &HashMap<String, Tensor>) {
-    let vars = vs.variables();
-    let file_keys: BTreeSet<&String> = tensors.keys().collect();
-    let var_keys: BTreeSet<&String> = vars.keys().collect();
-    let unused: Vec<_> = file_keys.difference(&var_keys).collect();
-    let unfilled: Vec<_> = var_keys.difference(&file_keys).collect();
-    assert!(
-        unused.is_empty(),
-        "reference tensors with no variable: {unused:?}"
-    );
-    assert!(
-        unfilled.is_empty(),
-        "variables with no reference tensor: {unfilled:?}"
-    );
-    tch::no_grad(|| {
-        for (name, t) in tensors {
-            let mut v = vars[name].shallow_clone();
-            assert_eq!(v.size(), t.size(), "shape of {name}");
-            v.copy_(t);
-        }
-    });
+    vagan::weights::load_into(vs, tensors, "fixture", |_| false).unwrap();
 }
 
 /// max |a − b| / max |b|.

@@ -2,7 +2,7 @@
 //! metadata entry with the options, network configurations and training counters.
 use super::TrainOptions;
 use crate::nets::{DiscriminatorConfig, Generator, GeneratorConfig};
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -130,23 +130,18 @@ impl Snapshot {
 
     /// Copies the tensors saved under `prefix` into every variable of `vs`.
     pub fn restore(&self, prefix: &str, vs: &VarStore) -> Result<()> {
-        tch::no_grad(|| -> Result<()> {
-            for (name, mut var) in vs.variables() {
-                let key = format!("{prefix}.{name}");
-                let Some(src) = self.tensors.get(&key) else {
-                    bail!("{}: tensor {key} missing", self.path.display())
-                };
-                ensure!(
-                    src.size() == var.size(),
-                    "{}: tensor {key} has shape {:?}, the network expects {:?}",
-                    self.path.display(),
-                    src.size(),
-                    var.size()
-                );
-                var.copy_(src);
-            }
-            Ok(())
-        })
+        let dotted = format!("{prefix}.");
+        let group: HashMap<String, Tensor> = self
+            .tensors
+            .iter()
+            .filter_map(|(k, t)| Some((k.strip_prefix(&dotted)?.to_string(), t.shallow_clone())))
+            .collect();
+        crate::weights::load_into(
+            vs,
+            &group,
+            &format!("{} ({prefix})", self.path.display()),
+            |_| false,
+        )
     }
 
     /// The exponential-moving-average generator, ready for generation.

@@ -1,5 +1,7 @@
 //! Tensors on disk: safetensors files with a string-to-string metadata map, written atomically,
 //! and PyTorch checkpoints read natively ([`torch_checkpoint`]).
+pub mod cache;
+pub mod registry;
 pub mod torch_checkpoint;
 
 use crate::util::write_atomic;
@@ -78,4 +80,40 @@ pub fn load(path: &Path) -> Result<(Vec<(String, Tensor)>, HashMap<String, Strin
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     Ok((tensors, metadata))
+}
+
+/// Copies named tensors into the variables of `vs`, by name. Every variable must get a tensor of
+/// its shape, and every tensor must find a variable unless `ignore(name)` says it is not needed
+/// (e.g. BatchNorm's `num_batches_tracked`); `origin` names the file in errors.
+pub fn load_into(
+    vs: &tch::nn::VarStore,
+    tensors: &HashMap<String, Tensor>,
+    origin: &str,
+    ignore: impl Fn(&str) -> bool,
+) -> Result<()> {
+    let vars = vs.variables();
+    let mut unused: Vec<&String> = tensors
+        .keys()
+        .filter(|k| !vars.contains_key(*k) && !ignore(k))
+        .collect();
+    unused.sort();
+    if !unused.is_empty() {
+        bail!("{origin}: tensors the network does not have: {unused:?}");
+    }
+    tch::no_grad(|| -> Result<()> {
+        for (name, mut var) in vars {
+            let src = tensors
+                .get(&name)
+                .with_context(|| format!("{origin}: tensor {name} missing"))?;
+            if src.size() != var.size() {
+                bail!(
+                    "{origin}: tensor {name} has shape {:?}, the network expects {:?}",
+                    src.size(),
+                    var.size()
+                );
+            }
+            var.f_copy_(src)?;
+        }
+        Ok(())
+    })
 }
