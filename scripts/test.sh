@@ -7,4 +7,6 @@ bash scripts/install.sh
 # Real data for the pretrained-network tests: photos, and the weights through vagan's own fetch.
 bash scripts/test_photos.sh
 cargo run --quiet -- weights fetch efficientnet_lite0
-cargo test
+cargo test 2>&1 | tee target/test.log
+# One closing line for the whole suite (unit, integration and doc tests).
+awk '/^test result:/ {p += $4; f += $6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test.log

@@ -6,6 +6,12 @@ use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 /// Parses `0-63`, `1,5,9` or `0-3,10` into a list of seeds.
+///
+/// ```
+/// use vagan::generate::parse_seeds;
+/// assert_eq!(parse_seeds("0-3,10").unwrap(), [0, 1, 2, 3, 10]);
+/// assert!(parse_seeds("5-2").is_err());
+/// ```
 pub fn parse_seeds(s: &str) -> Result<Vec<u64>> {
     let mut seeds = Vec::new();
     for part in s.split(',').filter(|p| !p.is_empty()) {
