@@ -1,0 +1,1 @@
+//! VGG-16 (plain and anti-aliased).
