@@ -3,7 +3,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use vagan::data::convert::{convert, ConvertOptions, Transform};
+use vagan::data::convert::{convert, ConvertOptions};
 use vagan::nets::NoiseMode;
 use vagan::train::snapshot::{self, Snapshot};
 use vagan::train::{TrainOptions, Trainer};
@@ -312,14 +312,7 @@ fn train(a: TrainArgs) -> Result<()> {
                 )
             })?;
             let dest = run_dir.join("dataset.vds");
-            let copts = ConvertOptions {
-                resolution,
-                transform: Transform::CenterCrop,
-                max_images: None,
-                seed: 0,
-                channels: None,
-                skip_bad: false,
-            };
+            let copts = ConvertOptions::new(resolution);
             let rep = convert(&data, &dest, &copts)?;
             eprintln!(
                 "converted {} images from {} into {}",

@@ -419,9 +419,8 @@ fn sigkill_during_snapshots_then_resume_gives_the_same_result() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut during_write = false;
     let start = std::time::Instant::now();
-    'watch: loop {
+    let during_write = 'watch: loop {
         if let Ok(entries) = std::fs::read_dir(&killed) {
             for run in entries.flatten() {
                 let names: Vec<String> = std::fs::read_dir(run.path())
@@ -431,7 +430,7 @@ fn sigkill_during_snapshots_then_resume_gives_the_same_result() {
                             .collect()
                     })
                     .unwrap_or_default();
-                during_write = names
+                let during_write = names
                     .iter()
                     .any(|n| n.starts_with(".network-snapshot") && n.ends_with(".tmp"));
                 let written = names
@@ -439,7 +438,7 @@ fn sigkill_during_snapshots_then_resume_gives_the_same_result() {
                     .filter(|n| n.starts_with("network-snapshot"))
                     .count();
                 if (during_write && written >= 1) || written >= 4 {
-                    break 'watch;
+                    break 'watch during_write;
                 }
             }
         }
@@ -448,7 +447,7 @@ fn sigkill_during_snapshots_then_resume_gives_the_same_result() {
             "the run ended before it could be killed"
         );
         assert!(start.elapsed().as_secs() < 120, "no snapshot appeared");
-    }
+    };
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     eprintln!(

@@ -8,14 +8,7 @@ use vagan::data::convert::{convert, ConvertOptions, Transform};
 use vagan::data::{Dataset, Item, Sampler};
 
 fn opts(res: u32) -> ConvertOptions {
-    ConvertOptions {
-        resolution: res,
-        transform: Transform::CenterCrop,
-        max_images: None,
-        seed: 0,
-        channels: None,
-        skip_bad: false,
-    }
+    ConvertOptions::new(res)
 }
 
 fn gradient_rgb(w: u32, h: u32) -> DynamicImage {

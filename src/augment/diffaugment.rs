@@ -87,6 +87,11 @@ pub fn color(x: &Tensor) -> Tensor {
     (&x - &m) * (per_sample_uniform(&x) + 0.5) + &m
 }
 
+/// `size · ratio`, rounded half up as the reference does.
+fn scaled(size: i64, ratio: f64) -> i64 {
+    (size as f64 * ratio + 0.5) as i64
+}
+
 /// Integer shifts in [-max, max] per sample, as an [N] int64 tensor.
 fn shifts(n: i64, max: i64, device: Device) -> Tensor {
     Tensor::randint_low(-max, max + 1, [n], (Kind::Int64, device))
@@ -95,10 +100,7 @@ fn shifts(n: i64, max: i64, device: Device) -> Tensor {
 pub fn translation(x: &Tensor, ratio: f64) -> Tensor {
     let (n, c, h, w) = x.size4().unwrap();
     let dev = x.device();
-    let (sh, sw) = (
-        (h as f64 * ratio + 0.5) as i64,
-        (w as f64 * ratio + 0.5) as i64,
-    );
+    let (sh, sw) = (scaled(h, ratio), scaled(w, ratio));
     let (ty, tx) = (shifts(n, sh, dev), shifts(n, sw, dev));
     // Pad by one zero pixel and clamp the source index into the padded image: every pixel that
     // comes from outside reads a zero.
@@ -116,10 +118,7 @@ pub fn translation(x: &Tensor, ratio: f64) -> Tensor {
 pub fn cutout(x: &Tensor, ratio: f64) -> Tensor {
     let (n, _, h, w) = x.size4().unwrap();
     let dev = x.device();
-    let (sh, sw) = (
-        (h as f64 * ratio + 0.5) as i64,
-        (w as f64 * ratio + 0.5) as i64,
-    );
+    let (sh, sw) = (scaled(h, ratio), scaled(w, ratio));
     let cy = Tensor::randint_low(0, h + (1 - sh % 2), [n, 1], (Kind::Int64, dev));
     let cx = Tensor::randint_low(0, w + (1 - sw % 2), [n, 1], (Kind::Int64, dev));
     let (y0, x0) = (cy - sh / 2, cx - sw / 2);

@@ -56,6 +56,20 @@ pub struct ConvertOptions {
     pub skip_bad: bool,
 }
 
+impl ConvertOptions {
+    /// Every image, centre-cropped, channels as found, stopping at the first bad file.
+    pub fn new(resolution: u32) -> Self {
+        Self {
+            resolution,
+            transform: Transform::CenterCrop,
+            max_images: None,
+            seed: 0,
+            channels: None,
+            skip_bad: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConvertReport {
     pub written: usize,

@@ -63,6 +63,18 @@ pub fn upsample2d(x: &Tensor, f: &Tensor) -> Tensor {
     upfirdn2d(x, f, 2, 1, [2, 1, 2, 1], 4.0)
 }
 
+/// A conv weight stored as N(0, 1): the equalised-learning-rate gain is applied at run time.
+fn conv_weight(vs: &Path, out_ch: i64, in_ch: i64, kernel: i64) -> Tensor {
+    vs.var(
+        "weight",
+        &[out_ch, in_ch, kernel, kernel],
+        Init::Randn {
+            mean: 0.,
+            stdev: 1.,
+        },
+    )
+}
+
 /// Fully connected layer with equalised learning rate and optional lrelu.
 #[derive(Debug)]
 pub struct EqualLinear {
@@ -154,14 +166,7 @@ pub struct EqualConv2d {
 
 impl EqualConv2d {
     pub fn new(vs: Path, in_ch: i64, out_ch: i64, kernel: i64, cfg: ConvConfig) -> Self {
-        let weight = vs.var(
-            "weight",
-            &[out_ch, in_ch, kernel, kernel],
-            Init::Randn {
-                mean: 0.,
-                stdev: 1.,
-            },
-        );
+        let weight = conv_weight(&vs, out_ch, in_ch, kernel);
         let bias = cfg.bias.then(|| vs.var("bias", &[out_ch], Init::Const(0.)));
         Self {
             weight,
@@ -250,14 +255,7 @@ impl ModulatedConv2d {
                 ..Default::default()
             },
         );
-        let weight = vs.var(
-            "weight",
-            &[out_ch, in_ch, kernel, kernel],
-            Init::Randn {
-                mean: 0.,
-                stdev: 1.,
-            },
-        );
+        let weight = conv_weight(&vs, out_ch, in_ch, kernel);
         // With demodulation the weight scale cancels; without it (toRGB) the equalised-lr gain applies.
         let style_gain = if demodulate {
             1.

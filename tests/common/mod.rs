@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use vagan::data::convert::{convert, ConvertOptions, Transform};
+use vagan::data::convert::{convert, ConvertOptions};
 use vagan::train::TrainOptions;
 
 /// Writes an MNIST-format IDX image file of `n` random `size`×`size` images.
@@ -24,15 +24,7 @@ pub fn tiny_dataset(dir: &Path, n: usize, res: u32) -> PathBuf {
     let idx = dir.join("images-idx3-ubyte");
     write_idx(&idx, n, res as usize, 7);
     let dest = dir.join("tiny.vds");
-    let opts = ConvertOptions {
-        resolution: res,
-        transform: Transform::CenterCrop,
-        max_images: None,
-        seed: 0,
-        channels: None,
-        skip_bad: false,
-    };
-    convert(&idx, &dest, &opts).unwrap();
+    convert(&idx, &dest, &ConvertOptions::new(res)).unwrap();
     dest
 }
 
