@@ -1,0 +1,145 @@
+//! VGG-16 `features` against torchvision==0.26.0 (plain) and antialiased-cnns==0.3 (anti-aliased,
+//! filter size 4): tiny random networks compared output by output (and input gradient) with
+//! fixtures from `scripts/fixtures/vgg.py`, and the real VGG-16's parameter count and shapes.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+use vagan::backbones::vgg::{is_unused_key, Vgg, VggConfig};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/vgg")
+        .join(name)
+}
+
+fn load(name: &str) -> HashMap<String, Tensor> {
+    let (tensors, _) = vagan::weights::load(&fixture(name)).unwrap();
+    tensors.into_iter().collect()
+}
+
+/// max |a − b| / max |b|.
+fn rel_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size());
+    let a = a.detach().to_kind(Kind::Double);
+    let b = b.to_kind(Kind::Double);
+    let num = (&a - &b).abs().max().double_value(&[]);
+    let den = b.abs().max().double_value(&[]);
+    assert!(den > 0.0);
+    num / den
+}
+
+fn check_tiny(antialiased: bool, kind: &str) {
+    let cfg = VggConfig::tiny(antialiased);
+    let mut vs = VarStore::new(Device::Cpu);
+    let net = Vgg::new(vs.root(), &cfg);
+    // The blur filters are set at construction, equal to the reference's buffers.
+    let weights = load(&format!("tiny_{kind}.safetensors"));
+    for (name, t) in &weights {
+        if name.ends_with(".filt") {
+            assert_eq!(rel_diff(&vs.variables()[name], t), 0.0, "{name}");
+        }
+    }
+    // Every file tensor has a variable and every variable a tensor, with equal shapes.
+    vagan::weights::load_into(&vs, &weights, "fixture", |_| false).unwrap();
+    vs.freeze();
+
+    let io = load(&format!("tiny_{kind}_io.safetensors"));
+    let images = io["images"].set_requires_grad(true);
+    assert_eq!(images.size(), [2, 3, 45, 37]);
+    let out = net.forward(&images);
+    let mut checks = vec![
+        ("map", rel_diff(&out.map, &io["map"])),
+        ("pooled", rel_diff(&out.pooled, &io["pooled"])),
+    ];
+    (&out.map * &io["r"]).sum(Kind::Float).backward();
+    checks.push(("input_grad", rel_diff(&images.grad(), &io["input_grad"])));
+    for (name, d) in &checks {
+        println!("{kind} {name}: max relative difference {d:.3e}");
+    }
+    for (name, d) in &checks {
+        assert!(*d < 1e-4, "{kind} {name}: relative difference {d:e}");
+    }
+    for v in vs.trainable_variables() {
+        assert!(!v.requires_grad());
+    }
+}
+
+#[test]
+fn tiny_plain_network_matches_torchvision() {
+    check_tiny(false, "plain");
+}
+
+#[test]
+fn tiny_antialiased_network_matches_antialiased_cnns() {
+    check_tiny(true, "antialiased");
+}
+
+#[test]
+fn grey_images_are_repeated_to_rgb() {
+    tch::manual_seed(1);
+    let vs = VarStore::new(Device::Cpu);
+    let net = Vgg::new(vs.root(), &VggConfig::tiny(true));
+    let grey = Tensor::rand([2, 1, 29, 31], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let a = tch::no_grad(|| net.forward(&grey));
+    let b = tch::no_grad(|| net.forward(&grey.repeat([1, 3, 1, 1])));
+    assert_eq!(a.map.size(), [2, 32, 7, 7]);
+    assert_eq!(rel_diff(&a.map, &b.map), 0.0);
+}
+
+#[test]
+fn classifier_keys_are_recognised() {
+    for k in [
+        "classifier.0.weight",
+        "pre_logits.fc1.weight",
+        "head.fc.bias",
+    ] {
+        assert!(is_unused_key(k), "{k}");
+    }
+    assert!(!is_unused_key("features.0.weight"));
+}
+
+#[test]
+fn real_vgg16_matches_reference_counts_and_shapes() {
+    let counts: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("param_counts.json")).unwrap())
+            .unwrap();
+    for (key, cfg) in [
+        ("plain", VggConfig::vgg16()),
+        ("antialiased", VggConfig::vgg16_antialiased()),
+    ] {
+        let reference = &counts[key];
+        let as_i64 = |v: &serde_json::Value| v.as_i64().unwrap();
+        let shape = |v: &serde_json::Value| -> Vec<i64> {
+            v.as_array().unwrap().iter().map(as_i64).collect()
+        };
+        assert_eq!(cfg.out_channels(), 512);
+        tch::manual_seed(0);
+        let vs = VarStore::new(Device::Cpu);
+        let net = Vgg::new(vs.root(), &cfg);
+        let vars = vs.variables();
+        let total: i64 = vars.values().map(|v| v.numel() as i64).sum();
+        let trainable: i64 = vs
+            .trainable_variables()
+            .iter()
+            .map(|v| v.numel() as i64)
+            .sum();
+        assert_eq!(trainable, 14_714_688, "{key}");
+        assert_eq!(trainable, as_i64(&reference["parameters"]), "{key}");
+        assert_eq!(total - trainable, as_i64(&reference["buffers"]), "{key}");
+        assert_eq!(vars.len() as i64, as_i64(&reference["state_dict_keys"]));
+        let last = reference["last_key"].as_str().unwrap();
+        assert!(vars.contains_key(last), "{key}: {last}");
+        for (h, w) in [(224, 224), (37, 45)] {
+            let images = Tensor::rand([1, 3, h, w], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+            let out = tch::no_grad(|| net.forward(&images));
+            assert_eq!(out.map.size(), shape(&reference["map_shape"]), "{key}");
+            assert_eq!(
+                out.pooled.size(),
+                shape(&reference["pooled_shape"]),
+                "{key}"
+            );
+            assert_eq!(out.pooled.isfinite().all().int64_value(&[]), 1);
+        }
+    }
+}
