@@ -59,7 +59,7 @@ fn check_against(cfg: &ViTConfig, file: &str, layout: KeyLayout, io_file: &str) 
             format!("level{i}"),
             rel_diff(level, &io[&format!("level{i}")]),
         ));
-        loss = loss + (level * &io[&format!("r{i}")]).sum(Kind::Float);
+        loss += (level * &io[&format!("r{i}")]).sum(Kind::Float);
     }
     loss.backward();
     checks.push((
@@ -166,6 +166,12 @@ fn unknown_or_incomplete_keys_are_reported() {
     let _net = ViT::new(vs.root(), &cfg);
     // An unknown vision key is kept, so loading names it.
     let mut t = load("clip_openai.safetensors");
+    // OpenAI's text tower has resblocks too: they are dropped, and do not confuse detection.
+    t.insert(
+        "transformer.resblocks.0.ln_1.weight".into(),
+        Tensor::zeros([4], (Kind::Float, Device::Cpu)),
+    );
+    assert_eq!(KeyLayout::detect(t.keys()), Some(KeyLayout::OpenAiClip));
     t.insert(
         "visual.extra.weight".into(),
         Tensor::zeros([1], (Kind::Float, Device::Cpu)),

@@ -438,24 +438,23 @@ pub enum KeyLayout {
 }
 
 impl KeyLayout {
-    /// Guesses the layout from the key names.
-    pub fn detect<'a>(mut keys: impl Iterator<Item = &'a String>) -> Option<Self> {
-        let mut found = None;
-        keys.any(|k| {
-            found = if k.starts_with("visual.") {
-                Some(Self::OpenAiClip)
-            } else if k.starts_with("vision_model.") {
-                Some(Self::HfClip)
-            } else if k.contains("encoder.layer.") || k.contains("embeddings.cls_token") {
-                Some(Self::HfViT)
-            } else if k.contains("blocks.") || k.ends_with("cls_token") {
-                Some(Self::Dino)
-            } else {
-                None
-            };
-            found.is_some()
-        });
-        found
+    /// Guesses the layout from the key names (any key decides, in this order: `visual.`,
+    /// `vision_model.`, transformers ViT's `encoder.layer.`, DINO's `attn.qkv`). OpenAI CLIP's
+    /// text tower also has `resblocks`, which is why the vision prefixes are looked for first.
+    pub fn detect<'a>(keys: impl Iterator<Item = &'a String>) -> Option<Self> {
+        let keys: Vec<&String> = keys.collect();
+        let any = |f: &dyn Fn(&str) -> bool| keys.iter().any(|k| f(k));
+        if any(&|k| k.starts_with("visual.")) {
+            Some(Self::OpenAiClip)
+        } else if any(&|k| k.starts_with("vision_model.")) {
+            Some(Self::HfClip)
+        } else if any(&|k| k.contains("encoder.layer.")) {
+            Some(Self::HfViT)
+        } else if any(&|k| k.contains("blocks.") && k.contains("attn.qkv.")) {
+            Some(Self::Dino)
+        } else {
+            None
+        }
     }
 }
 
