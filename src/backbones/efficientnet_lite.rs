@@ -244,8 +244,10 @@ impl BatchNorm {
     }
 }
 
+/// libtorch's relu6 (hardtanh(0, 6)): its backward is one fused kernel, where `clamp`'s is four
+/// (two comparisons, an and, a where), measured ~15% of the backbone's input-gradient step.
 fn relu6(x: &Tensor) -> Tensor {
-    x.clamp(0.0, 6.0)
+    x.relu6()
 }
 
 /// Inverted residual block (MBConv) without squeeze-excite.
