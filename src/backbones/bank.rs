@@ -1,0 +1,159 @@
+//! The bank: every off-the-shelf network by name, built, given weights from the cache (in any of
+//! the key layouts its module understands) and frozen.
+use super::efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig};
+use super::swin::{self, Swin, SwinConfig};
+use super::vgg::{self, Vgg, VggConfig};
+use super::vit::{self, KeyLayout, ViT, ViTConfig};
+use crate::weights::cache::Cache;
+use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+
+/// The bank's members, in the order `--bank all` lists them.
+pub const MEMBERS: &[&str] = &[
+    "clip_vit_b32",
+    "dino_vitb16",
+    "swin_t",
+    "vgg16",
+    "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
+];
+
+enum Net {
+    EfficientNet(EfficientNetLite),
+    ViT(ViT),
+    Swin(Swin),
+    Vgg(Vgg),
+}
+
+/// What a backbone gives the heads and the linear probe.
+pub struct Features {
+    /// The spatial maps the heads read, channels first: CLIP and DINO their two tapped token
+    /// maps, Swin and VGG their final map, EfficientNet-Lite the four multi-scale maps that
+    /// Projected GAN taps followed by its final 1280-channel map.
+    pub maps: Vec<Tensor>,
+    /// The pooled vector of the linear probe (for CLIP and DINO also the last head level).
+    pub pooled: Tensor,
+}
+
+/// A frozen backbone: no parameter takes gradients, normalisation layers use running
+/// statistics, gradients flow to the input images.
+pub struct Backbone {
+    pub name: &'static str,
+    vs: VarStore,
+    net: Net,
+}
+
+fn member(name: &str) -> Result<&'static str> {
+    MEMBERS
+        .iter()
+        .find(|m| **m == name)
+        .copied()
+        .with_context(|| {
+            format!(
+                "unknown backbone '{name}' (the bank: {})",
+                MEMBERS.join(", ")
+            )
+        })
+}
+
+impl Backbone {
+    /// The network with its initial (random) weights: for tests and speed measurements.
+    pub fn random(name: &str, device: Device) -> Result<Self> {
+        let name = member(name)?;
+        let mut vs = VarStore::new(device);
+        let root = vs.root();
+        let net = match name {
+            "clip_vit_b32" => Net::ViT(ViT::new(root, &ViTConfig::clip_b32())),
+            "dino_vitb16" => Net::ViT(ViT::new(root, &ViTConfig::dino_b16())),
+            "swin_t" => Net::Swin(Swin::new(root, &SwinConfig::swin_t())),
+            "vgg16" => Net::Vgg(Vgg::new(root, &VggConfig::vgg16())),
+            "efficientnet_lite0" => Net::EfficientNet(EfficientNetLite::new(
+                root,
+                &EfficientNetLiteConfig::lite0(),
+            )),
+            "efficientnet_lite1" => Net::EfficientNet(EfficientNetLite::new(
+                root,
+                &EfficientNetLiteConfig::lite1(),
+            )),
+            "efficientnet_lite2" => Net::EfficientNet(EfficientNetLite::new(
+                root,
+                &EfficientNetLiteConfig::lite2(),
+            )),
+            _ => unreachable!("member() checked the name"),
+        };
+        vs.freeze();
+        Ok(Self { name, vs, net })
+    }
+
+    /// The network with the weights cached under its name (`vagan weights fetch|import`).
+    pub fn load(name: &str, cache: &Cache, device: Device) -> Result<Self> {
+        let backbone = Self::random(name, device)?;
+        let file = cache.path(backbone.name)?;
+        let origin = file.display().to_string();
+        let (tensors, _) = crate::weights::load(&file)?;
+        let tensors: HashMap<String, Tensor> = tensors.into_iter().collect();
+        let vs = &backbone.vs;
+        match &backbone.net {
+            Net::EfficientNet(_) => crate::weights::load_into(vs, &tensors, &origin, |k| {
+                k.ends_with("num_batches_tracked")
+            })?,
+            Net::ViT(_) => {
+                let Some(layout) = KeyLayout::detect(tensors.keys()) else {
+                    bail!("{origin}: not a CLIP, DINO or transformers ViT checkpoint (unrecognised key names)")
+                };
+                let converted = vit::convert_keys(layout, tensors)?;
+                crate::weights::load_into(vs, &converted, &origin, |_| false)?
+            }
+            Net::Swin(_) => {
+                let converted = swin::convert_checkpoint(tensors);
+                crate::weights::load_into(vs, &converted, &origin, swin::is_unused_key)?
+            }
+            Net::Vgg(_) => crate::weights::load_into(vs, &tensors, &origin, vgg::is_unused_key)?,
+        }
+        Ok(backbone)
+    }
+
+    /// Images in [-1, 1], `[N, 1 or 3, H, W]` at any resolution; each network resizes and
+    /// normalises as its reference does.
+    pub fn forward(&self, images: &Tensor) -> Features {
+        match &self.net {
+            Net::EfficientNet(n) => {
+                let o = n.forward(images);
+                let mut maps = o.features;
+                maps.push(o.final_map);
+                Features {
+                    maps,
+                    pooled: o.pooled,
+                }
+            }
+            Net::ViT(n) => {
+                let o = n.forward(images);
+                Features {
+                    maps: o.features,
+                    pooled: o.pooled,
+                }
+            }
+            Net::Swin(n) => {
+                let o = n.forward(images);
+                Features {
+                    maps: vec![o.map],
+                    pooled: o.pooled,
+                }
+            }
+            Net::Vgg(n) => {
+                let o = n.forward(images);
+                Features {
+                    maps: vec![o.map],
+                    pooled: o.pooled,
+                }
+            }
+        }
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+}
