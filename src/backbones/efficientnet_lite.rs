@@ -9,6 +9,7 @@
 //! at the bottom/right. BatchNorm always uses its running statistics (eps 1e-3); drop-connect and
 //! dropout are inactive at inference. PyTorch's `num_batches_tracked` counters are not variables
 //! here: nothing in eval mode reads them.
+use super::common::preprocess;
 use tch::nn::{Init, Path};
 use tch::Tensor;
 
@@ -377,19 +378,13 @@ impl EfficientNetLite {
     /// configured resolution (`F.interpolate(mode='area')`), normalised as the TF weights expect,
     /// `(x·255 − 127)/128`, then the network. Differentiable with respect to `images`.
     pub fn forward(&self, images: &Tensor) -> EfficientNetLiteOutput {
-        let (n, c, h, w) = images.size4().unwrap();
-        let x = if c == 1 {
-            images.expand([n, 3, h, w], false)
-        } else {
-            images.shallow_clone()
-        };
-        let x = x * 0.5 + 0.5;
-        let x = if (h, w) == (self.resolution, self.resolution) {
-            x
-        } else {
-            x.adaptive_avg_pool2d([self.resolution, self.resolution])
-        };
-        let x = (x * 255.0 - 127.0) / 128.0;
+        // The TF Lite weights expect (x·255 − 127)/128 on [0, 1] pixels.
+        let x = preprocess(
+            images,
+            self.resolution,
+            [127.0 / 255.0; 3],
+            [128.0 / 255.0; 3],
+        );
 
         let mut x = relu6(&self.bn0.forward(&self.stem.forward(&x)));
         let mut features = Vec::with_capacity(self.feature_stages.len());

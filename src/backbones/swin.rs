@@ -14,6 +14,7 @@
 //! `(2w−1)²` table; LayerNorm eps 1e-5; GELU (erf); no absolute position embedding; dropout and
 //! drop-path are inactive at inference. The resolution must divide into whole windows at every
 //! stage (true for Swin-T at 224); the padded case is not implemented.
+use super::common::{preprocess, LayerNorm, Linear, CLIP_MEAN, IMAGENET_STD};
 use std::collections::HashMap;
 use tch::nn::{Init, Path};
 use tch::{Kind, Tensor};
@@ -69,51 +70,6 @@ impl SwinConfig {
 }
 
 const LN_EPS: f64 = 1e-5;
-
-#[derive(Debug)]
-struct Linear {
-    weight: Tensor,
-    bias: Option<Tensor>,
-}
-
-impl Linear {
-    fn new(vs: Path, cin: i64, cout: i64, bias: bool) -> Self {
-        let weight = vs.var(
-            "weight",
-            &[cout, cin],
-            Init::Randn {
-                mean: 0.,
-                stdev: 0.02,
-            },
-        );
-        let bias = bias.then(|| vs.var("bias", &[cout], Init::Const(0.)));
-        Self { weight, bias }
-    }
-
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.weight, self.bias.as_ref())
-    }
-}
-
-#[derive(Debug)]
-struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl LayerNorm {
-    fn new(vs: Path, dim: i64) -> Self {
-        Self {
-            weight: vs.var("weight", &[dim], Init::Const(1.)),
-            bias: vs.var("bias", &[dim], Init::Const(0.)),
-        }
-    }
-
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let dim = *x.size().last().unwrap();
-        x.layer_norm([dim], Some(&self.weight), Some(&self.bias), LN_EPS, true)
-    }
-}
 
 #[derive(Debug)]
 struct Block {
@@ -213,13 +169,13 @@ impl Block {
         let hidden = dim * cfg.mlp_ratio;
         let mlp = &vs / "mlp";
         Self {
-            norm1: LayerNorm::new(&vs / "norm1", dim),
+            norm1: LayerNorm::new(&vs / "norm1", dim, LN_EPS),
             qkv: Linear::new(&attn / "qkv", dim, 3 * dim, true),
             proj: Linear::new(&attn / "proj", dim, dim, true),
             bias_index: Tensor::from_slice(&relative_position_index(window))
                 .to_device(bias_table.device()),
             bias_table,
-            norm2: LayerNorm::new(&vs / "norm2", dim),
+            norm2: LayerNorm::new(&vs / "norm2", dim, LN_EPS),
             fc1: Linear::new(&mlp / "fc1", dim, hidden, true),
             fc2: Linear::new(&mlp / "fc2", hidden, dim, true),
             heads,
@@ -341,7 +297,7 @@ impl Swin {
             },
         );
         let proj_bias = proj.var("bias", &[c0], Init::Const(0.));
-        let patch_norm = LayerNorm::new(&pe / "norm", c0);
+        let patch_norm = LayerNorm::new(&pe / "norm", c0, LN_EPS);
         let mut res = cfg.resolution / p;
         let mut dim = c0;
         let mut stages = Vec::new();
@@ -351,7 +307,7 @@ impl Swin {
             let downsample = (i > 0).then(|| {
                 let d = &sp / "downsample";
                 let m = PatchMerging {
-                    norm: LayerNorm::new(&d / "norm", 4 * dim),
+                    norm: LayerNorm::new(&d / "norm", 4 * dim, LN_EPS),
                     reduction: Linear::new(&d / "reduction", 4 * dim, 2 * dim, false),
                 };
                 dim *= 2;
@@ -368,7 +324,7 @@ impl Swin {
             proj_bias,
             patch_norm,
             stages,
-            norm: LayerNorm::new(&vs / "norm", dim),
+            norm: LayerNorm::new(&vs / "norm", dim, LN_EPS),
             resolution: cfg.resolution,
             patch_size: p,
         }
@@ -379,28 +335,7 @@ impl Swin {
     /// std (the vision-aided reference's mixed normalisation), then the network.
     /// Differentiable with respect to `images`.
     pub fn forward(&self, images: &Tensor) -> SwinOutput {
-        let (n, c, h, w) = images.size4().unwrap();
-        let x = if c == 1 {
-            images.expand([n, 3, h, w], false)
-        } else {
-            images.shallow_clone()
-        };
-        let x = x * 0.5 + 0.5;
-        let x = if (h, w) == (self.resolution, self.resolution) {
-            x
-        } else {
-            x.adaptive_avg_pool2d([self.resolution, self.resolution])
-        };
-        let (kind, device) = (x.kind(), x.device());
-        let mean = Tensor::from_slice(&[0.48145466f64, 0.4578275, 0.40821073])
-            .to_kind(kind)
-            .to_device(device)
-            .view([1, 3, 1, 1]);
-        let std = Tensor::from_slice(&[0.229f64, 0.224, 0.225])
-            .to_kind(kind)
-            .to_device(device)
-            .view([1, 3, 1, 1]);
-        let x = (x - mean) / std;
+        let x = preprocess(images, self.resolution, CLIP_MEAN, IMAGENET_STD);
         let p = self.patch_size;
         let x = x
             .conv2d(

@@ -11,6 +11,7 @@
 //! Each pool then takes two `Sequential` slots, which shifts the indices of the later
 //! convolutions, and the blur filter is a buffer of the state dict (`features.N.filt`,
 //! `[C, 1, 4, 4]`); here it is a non-trainable variable set to its fixed value at construction.
+use super::common::{preprocess, IMAGENET_MEAN, IMAGENET_STD};
 use tch::nn::{Init, Path};
 use tch::{Kind, Tensor};
 
@@ -163,28 +164,7 @@ impl Vgg {
     /// area-resized to the configured resolution, ImageNet mean/std, then `features`.
     /// Differentiable with respect to `images`.
     pub fn forward(&self, images: &Tensor) -> VggOutput {
-        let (n, c, h, w) = images.size4().unwrap();
-        let x = if c == 1 {
-            images.expand([n, 3, h, w], false)
-        } else {
-            images.shallow_clone()
-        };
-        let x = x * 0.5 + 0.5;
-        let x = if (h, w) == (self.resolution, self.resolution) {
-            x
-        } else {
-            x.adaptive_avg_pool2d([self.resolution, self.resolution])
-        };
-        let (kind, device) = (x.kind(), x.device());
-        let mean = Tensor::from_slice(&[0.485f64, 0.456, 0.406])
-            .to_kind(kind)
-            .to_device(device)
-            .view([1, 3, 1, 1]);
-        let std = Tensor::from_slice(&[0.229f64, 0.224, 0.225])
-            .to_kind(kind)
-            .to_device(device)
-            .view([1, 3, 1, 1]);
-        let mut x = (x - mean) / std;
+        let mut x = preprocess(images, self.resolution, IMAGENET_MEAN, IMAGENET_STD);
         for layer in &self.layers {
             x = match layer {
                 Layer::Conv(conv) => x

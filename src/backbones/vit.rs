@@ -15,6 +15,7 @@
 //! `blocks.N.{norm1,norm2}.{weight,bias}`, `blocks.N.attn.qkv.{weight,bias}` `[3·width, width]`
 //! (rows q, k, v), `blocks.N.attn.proj.{weight,bias}`, `blocks.N.mlp.{fc1,fc2}.{weight,bias}`,
 //! `norm.{weight,bias}` (CLIP's `ln_post`), `proj` `[width, embed_dim]` (CLIP, used as `x @ proj`).
+use super::common::{preprocess, LayerNorm, Linear, CLIP_MEAN, CLIP_STD, IMAGENET_STD};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use tch::nn::{Init, Path};
@@ -54,10 +55,6 @@ pub struct ViTConfig {
     pub mean: [f64; 3],
     pub std: [f64; 3],
 }
-
-const CLIP_MEAN: [f64; 3] = [0.48145466, 0.4578275, 0.40821073];
-const CLIP_STD: [f64; 3] = [0.26862954, 0.26130258, 0.27577711];
-const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
 
 impl ViTConfig {
     /// OpenAI CLIP ViT-B/32's image tower, tapped after blocks 4 and 8 (vision-aided-loss).
@@ -145,61 +142,6 @@ impl ViTConfig {
 }
 
 #[derive(Debug)]
-struct Linear {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl Linear {
-    fn new(vs: Path, cin: i64, cout: i64) -> Self {
-        Self {
-            weight: vs.var(
-                "weight",
-                &[cout, cin],
-                Init::Randn {
-                    mean: 0.,
-                    stdev: 0.02,
-                },
-            ),
-            bias: vs.var("bias", &[cout], Init::Const(0.)),
-        }
-    }
-
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.weight, Some(&self.bias))
-    }
-}
-
-#[derive(Debug)]
-struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    width: i64,
-    eps: f64,
-}
-
-impl LayerNorm {
-    fn new(vs: Path, width: i64, eps: f64) -> Self {
-        Self {
-            weight: vs.var("weight", &[width], Init::Const(1.)),
-            bias: vs.var("bias", &[width], Init::Const(0.)),
-            width,
-            eps,
-        }
-    }
-
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.layer_norm(
-            [self.width],
-            Some(&self.weight),
-            Some(&self.bias),
-            self.eps,
-            true,
-        )
-    }
-}
-
-#[derive(Debug)]
 struct Block {
     norm1: LayerNorm,
     qkv: Linear,
@@ -218,11 +160,11 @@ impl Block {
         let mlp = &vs / "mlp";
         Self {
             norm1: LayerNorm::new(&vs / "norm1", w, cfg.ln_eps),
-            qkv: Linear::new(&attn / "qkv", w, 3 * w),
-            proj: Linear::new(&attn / "proj", w, w),
+            qkv: Linear::new(&attn / "qkv", w, 3 * w, true),
+            proj: Linear::new(&attn / "proj", w, w, true),
             norm2: LayerNorm::new(&vs / "norm2", w, cfg.ln_eps),
-            fc1: Linear::new(&mlp / "fc1", w, cfg.mlp_dim),
-            fc2: Linear::new(&mlp / "fc2", cfg.mlp_dim, w),
+            fc1: Linear::new(&mlp / "fc1", w, cfg.mlp_dim, true),
+            fc2: Linear::new(&mlp / "fc2", cfg.mlp_dim, w, true),
             heads: cfg.heads,
             activation: cfg.activation,
         }
@@ -352,27 +294,8 @@ impl ViT {
     /// the configured mean and std, then the network. Differentiable with respect to `images`.
     pub fn forward(&self, images: &Tensor) -> ViTOutput {
         let cfg = &self.cfg;
-        let (b, c, h, w) = images.size4().unwrap();
-        let x = if c == 1 {
-            images.expand([b, 3, h, w], false)
-        } else {
-            images.shallow_clone()
-        };
-        let x = x * 0.5 + 0.5;
-        let res = cfg.resolution;
-        let x = if (h, w) == (res, res) {
-            x
-        } else {
-            x.adaptive_avg_pool2d([res, res])
-        };
-        let opts = (x.kind(), x.device());
-        let mean = Tensor::from_slice(&cfg.mean)
-            .to_kind(opts.0)
-            .to_device(opts.1);
-        let std = Tensor::from_slice(&cfg.std)
-            .to_kind(opts.0)
-            .to_device(opts.1);
-        let x = (x - mean.view([1, 3, 1, 1])) / std.view([1, 3, 1, 1]);
+        let b = images.size()[0];
+        let x = preprocess(images, cfg.resolution, cfg.mean, cfg.std);
 
         let p = cfg.patch_size;
         let x = x.conv2d(
