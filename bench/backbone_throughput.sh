@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Forward + input-gradient throughput per backbone at batch 16 (64×64 generator images resized
-# inside), vagan against the same network in PyTorch, alternating, ROUNDS rounds. Needs a quiet
+# inside; the gradient of the sum of every output the heads and the probe read), vagan against the same network in PyTorch, alternating, ROUNDS rounds. Needs a quiet
 # machine. The PyTorch side runs in .venv-fixtures (the pinned reference packages).
 #   bash bench/backbone_throughput.sh        # writes bench/results/backbone_*.json
 set -euo pipefail
@@ -8,15 +8,16 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/env.sh
 bash scripts/fixtures/venv.sh
 cargo build --release --quiet --example bench_backbone
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-2}
+STEPS=${STEPS:-3}
 THREADS=${THREADS:-$(nproc)}
 OUT=bench/results
 mkdir -p "$OUT"
 rm -f "$OUT"/backbone_*.json
-for name in efficientnet_lite0 efficientnet_lite1 efficientnet_lite2; do
+for name in clip_vit_b32 dino_vitb16 swin_t vgg16 efficientnet_lite0; do
   for r in $(seq 1 "$ROUNDS"); do
-    ./target/release/examples/bench_backbone "$name" 16 64 8 2 "$THREADS" "$OUT/backbone_${name//_/-}_vagan_$r.json"
-    .venv-fixtures/bin/python3 bench/reference_backbone.py "$name" 16 64 8 2 "$THREADS" \
+    ./target/release/examples/bench_backbone "$name" 16 64 "$STEPS" 1 "$THREADS" "$OUT/backbone_${name//_/-}_vagan_$r.json"
+    .venv-fixtures/bin/python3 bench/reference_backbone.py "$name" 16 64 "$STEPS" 1 "$THREADS" \
       "$OUT/backbone_${name//_/-}_pytorch_$r.json"
   done
 done
