@@ -85,6 +85,7 @@ impl Backbone {
             _ => unreachable!("member() checked the name"),
         };
         vs.freeze();
+        crate::util::use_channels_last(&vs);
         Ok(Self { name, vs, net })
     }
 

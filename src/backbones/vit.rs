@@ -180,8 +180,18 @@ impl Block {
             .reshape([b, n, 3, self.heads, d])
             .permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        let scores = (q * (d as f64).powf(-0.5)).matmul(&k.transpose(-2, -1));
-        let attn = scores.softmax(-1, scores.kind()).matmul(&v);
+        // libtorch's fused attention (softmax(q·kᵀ/√d)·v without materialising the scores on
+        // the CPU's flash kernel); the same function as the explicit form.
+        let attn = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            None::<Tensor>,
+            0.0,
+            false,
+            None,
+            false,
+        );
         let attn = attn.transpose(1, 2).reshape([b, n, w]);
         self.proj.forward(&attn)
     }

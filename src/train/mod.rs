@@ -9,9 +9,9 @@ pub mod snapshot;
 
 use crate::augment::Policy;
 use crate::data::{Dataset, Sampler};
-use crate::nets::layers::use_channels_last;
 use crate::nets::{Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, NoiseMode};
 use crate::util::derive_seed;
+use crate::util::use_channels_last;
 use anyhow::{bail, ensure, Context, Result};
 use optim::Adam;
 use serde::{Deserialize, Serialize};

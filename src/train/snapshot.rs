@@ -148,7 +148,7 @@ impl Snapshot {
     pub fn generator_ema(&self, device: Device) -> Result<(VarStore, Generator)> {
         let vs = VarStore::new(device);
         let g = Generator::new(vs.root(), &self.meta.g);
-        crate::nets::layers::use_channels_last(&vs);
+        crate::util::use_channels_last(&vs);
         self.restore("G_ema", &vs)?;
         Ok((vs, g))
     }
