@@ -57,6 +57,43 @@ fn idx(dir: &Path) -> PathBuf {
     p
 }
 
+/// A dataset file made by `vagan dataset` from a generated IDX file in `dir`.
+fn dataset_file(dir: &Path, resolution: &str) -> PathBuf {
+    let data = dir.join("d.vds");
+    ok(&[
+        "dataset",
+        "--source",
+        idx(dir).to_str().unwrap(),
+        "--dest",
+        data.to_str().unwrap(),
+        "--resolution",
+        resolution,
+    ]);
+    data
+}
+
+/// `vagan train` on `data` into `outdir` for `kimg`, with the tiny networks and `extra` flags.
+fn tiny_train(data: &Path, outdir: &Path, kimg: &str, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--outdir",
+        outdir.to_str().unwrap(),
+        "--kimg",
+        kimg,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.extend(extra.iter().chain(TINY).map(|s| s.to_string()));
+    a
+}
+
+fn strs(a: &[String]) -> Vec<&str> {
+    a.iter().map(String::as_str).collect()
+}
+
 fn only_run_dir(outdir: &Path) -> PathBuf {
     let dirs: Vec<PathBuf> = std::fs::read_dir(outdir)
         .unwrap()
@@ -86,17 +123,7 @@ fn dataset_train_resume_generate() {
     ]);
     assert!(out.contains("30 images, 1×8×8"), "{out}");
     let runs = t.join("runs");
-    let mut args = vec![
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--outdir",
-        runs.to_str().unwrap(),
-        "--kimg",
-        "0.032",
-    ];
-    args.extend_from_slice(TINY);
-    ok(&args);
+    ok(&strs(&tiny_train(&data, &runs, "0.032", &[])));
     let run = only_run_dir(&runs);
     assert!(run
         .file_name()
@@ -262,32 +289,14 @@ fn bad_input_gives_one_clear_error() {
 fn non_finite_loss_stops_the_run_and_keeps_snapshots() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let data = t.join("d.vds");
-    ok(&[
-        "dataset",
-        "--source",
-        idx(t).to_str().unwrap(),
-        "--dest",
-        data.to_str().unwrap(),
-        "--resolution",
-        "8",
-    ]);
+    let data = dataset_file(t, "8");
     let runs = t.join("runs");
-    let mut args = vec![
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--outdir",
-        runs.to_str().unwrap(),
-        "--kimg",
+    let e = err(&strs(&tiny_train(
+        &data,
+        &runs,
         "1",
-        "--glr",
-        "1e38",
-        "--dlr",
-        "1e38",
-    ];
-    args.extend_from_slice(TINY);
-    let e = err(&args);
+        &["--glr", "1e38", "--dlr", "1e38"],
+    )));
     assert!(
         e.contains("at step") && (e.contains("NaN") || e.contains("inf")),
         "{e}"
@@ -302,28 +311,9 @@ fn non_finite_loss_stops_the_run_and_keeps_snapshots() {
 fn nan_after_snapshots_keeps_them() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let data = t.join("d.vds");
-    ok(&[
-        "dataset",
-        "--source",
-        idx(t).to_str().unwrap(),
-        "--dest",
-        data.to_str().unwrap(),
-        "--resolution",
-        "8",
-    ]);
+    let data = dataset_file(t, "8");
     let runs = t.join("runs");
-    let mut args = vec![
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--outdir",
-        runs.to_str().unwrap(),
-        "--kimg",
-        "0.032",
-    ];
-    args.extend_from_slice(TINY);
-    ok(&args);
+    ok(&strs(&tiny_train(&data, &runs, "0.032", &[])));
     let run = only_run_dir(&runs);
     // A later snapshot whose generator holds a NaN, as a diverged run would have.
     let good = run.join("network-snapshot-000000.032.safetensors");
@@ -376,33 +366,9 @@ fn nan_after_snapshots_keeps_them() {
 fn sigkill_during_snapshots_then_resume_gives_the_same_result() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let data = t.join("d.vds");
-    ok(&[
-        "dataset",
-        "--source",
-        idx(t).to_str().unwrap(),
-        "--dest",
-        data.to_str().unwrap(),
-        "--resolution",
-        "8",
-    ]);
+    let data = dataset_file(t, "8");
     let kimg = "0.2";
-    let train = |outdir: &Path| {
-        let mut a: Vec<String> = [
-            "train",
-            "--data",
-            data.to_str().unwrap(),
-            "--outdir",
-            outdir.to_str().unwrap(),
-            "--kimg",
-            kimg,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        a.extend(TINY.iter().map(|s| s.to_string()));
-        a
-    };
+    let train = |outdir: &Path| tiny_train(&data, outdir, kimg, &[]);
     let reference = t.join("reference");
     ok(&train(&reference)
         .iter()
