@@ -3,36 +3,19 @@
 //! `scripts/fixtures/efficientnet_lite.py`, and the real lite0/1/2 configurations' parameter
 //! counts and output shapes.
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use vagan::backbones::efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/efficientnet_lite")
-        .join(name)
-}
+mod common;
+use common::{
+    as_i64, assert_frozen, assert_rel_within_1e4, load_strict, rand_images, rel_diff, shape,
+};
+
+const FIXTURES: &str = "efficientnet_lite";
 
 fn load(name: &str) -> HashMap<String, Tensor> {
-    let (tensors, _) = vagan::weights::load(&fixture(name)).unwrap();
-    tensors.into_iter().collect()
-}
-
-/// Every file tensor must have a variable and every variable a tensor, with equal shapes.
-fn load_strict(vs: &VarStore, tensors: &HashMap<String, Tensor>) {
-    vagan::weights::load_into(vs, tensors, "fixture", |_| false).unwrap();
-}
-
-/// max |a − b| / max |b|.
-fn rel_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.size(), b.size());
-    let a = a.detach().to_kind(Kind::Double);
-    let b = b.to_kind(Kind::Double);
-    let num = (&a - &b).abs().max().double_value(&[]);
-    let den = b.abs().max().double_value(&[]);
-    assert!(den > 0.0);
-    num / den
+    common::load_fixture(FIXTURES, name)
 }
 
 #[test]
@@ -40,7 +23,7 @@ fn tiny_network_matches_reference_outputs_and_input_gradient() {
     let cfg = EfficientNetLiteConfig::tiny();
     let mut vs = VarStore::new(Device::Cpu);
     let net = EfficientNetLite::new(vs.root(), &cfg);
-    load_strict(&vs, &load("tiny.safetensors"));
+    load_strict(&vs, &load("tiny.safetensors"), "fixture");
     vs.freeze();
 
     let io = load("tiny_io.safetensors");
@@ -69,16 +52,9 @@ fn tiny_network_matches_reference_outputs_and_input_gradient() {
         rel_diff(&images.grad(), &io["input_grad"]),
     ));
 
-    for (name, d) in &checks {
-        println!("{name}: max relative difference {d:.3e}");
-    }
-    for (name, d) in &checks {
-        assert!(*d < 1e-4, "{name}: relative difference {d:e}");
-    }
+    assert_rel_within_1e4(&checks, "", "");
     // No gradient reaches the frozen network.
-    for v in vs.trainable_variables() {
-        assert!(!v.requires_grad());
-    }
+    assert_frozen(&vs);
 }
 
 #[test]
@@ -86,7 +62,7 @@ fn grey_images_are_repeated_to_rgb() {
     tch::manual_seed(1);
     let vs = VarStore::new(Device::Cpu);
     let net = EfficientNetLite::new(vs.root(), &EfficientNetLiteConfig::tiny());
-    let grey = Tensor::rand([2, 1, 29, 31], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let grey = rand_images([2, 1, 29, 31]);
     let a = net.forward(&grey);
     let b = net.forward(&grey.repeat([1, 3, 1, 1]));
     assert_eq!(a.final_map.size(), [2, 1280, 2, 2]);
@@ -98,19 +74,13 @@ fn grey_images_are_repeated_to_rgb() {
 
 #[test]
 fn real_configurations_match_reference_counts_and_shapes() {
-    let counts: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("param_counts.json")).unwrap())
-            .unwrap();
+    let counts = common::load_json(FIXTURES, "param_counts.json");
     for (key, cfg) in [
         ("lite0", EfficientNetLiteConfig::lite0()),
         ("lite1", EfficientNetLiteConfig::lite1()),
         ("lite2", EfficientNetLiteConfig::lite2()),
     ] {
         let reference = &counts[key];
-        let as_i64 = |v: &serde_json::Value| v.as_i64().unwrap();
-        let shape = |v: &serde_json::Value| -> Vec<i64> {
-            v.as_array().unwrap().iter().map(as_i64).collect()
-        };
         assert_eq!(cfg.resolution, as_i64(&reference["resolution"]), "{key}");
         let blocks: i64 = cfg.stages.iter().map(|s| s.repeats).sum();
         assert_eq!(blocks, as_i64(&reference["blocks"]), "{key}: blocks");
@@ -144,7 +114,7 @@ fn real_configurations_match_reference_counts_and_shapes() {
         // Native resolution and a smaller, non-square input resized to it give the same shapes.
         let res = cfg.resolution;
         for (h, w) in [(res, res), (37, 45)] {
-            let images = Tensor::rand([1, 3, h, w], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+            let images = rand_images([1, 3, h, w]);
             let out = tch::no_grad(|| net.forward(&images));
             let logits = tch::no_grad(|| net.classify(&out.pooled));
             let feature_shapes: Vec<Vec<i64>> = out.features.iter().map(|f| f.size()).collect();

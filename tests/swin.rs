@@ -3,31 +3,19 @@
 //! input gradient) with fixtures from `scripts/fixtures/swin.py`, the checkpoint-layout
 //! conversions, and the real Swin-T's parameter count and shapes.
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use vagan::backbones::swin::{convert_checkpoint, is_unused_key, Swin, SwinConfig};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/swin")
-        .join(name)
-}
+mod common;
+use common::{
+    as_i64, assert_frozen, assert_rel_within_1e4, load_strict, rand_images, rel_diff, shape,
+};
+
+const FIXTURES: &str = "swin";
 
 fn load(name: &str) -> HashMap<String, Tensor> {
-    let (tensors, _) = vagan::weights::load(&fixture(name)).unwrap();
-    tensors.into_iter().collect()
-}
-
-/// max |a − b| / max |b|.
-fn rel_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.size(), b.size());
-    let a = a.detach().to_kind(Kind::Double);
-    let b = b.to_kind(Kind::Double);
-    let num = (&a - &b).abs().max().double_value(&[]);
-    let den = b.abs().max().double_value(&[]);
-    assert!(den > 0.0);
-    num / den
+    common::load_fixture(FIXTURES, name)
 }
 
 /// Loads `weights` (already in any supported layout) strictly after conversion and compares the
@@ -48,15 +36,9 @@ fn check(weights: HashMap<String, Tensor>, io_name: &str, label: &str) {
     ];
     (&out.map * &io["r"]).sum(Kind::Float).backward();
     checks.push(("input_grad", rel_diff(&images.grad(), &io["input_grad"])));
-    for (name, d) in &checks {
-        println!("{label} {name}: max relative difference {d:.3e}");
-    }
-    for (name, d) in &checks {
-        assert!(*d < 1e-4, "{label} {name}: relative difference {d:e}");
-    }
-    for v in vs.trainable_variables() {
-        assert!(!v.requires_grad());
-    }
+    let prefix = format!("{label} ");
+    assert_rel_within_1e4(&checks, &prefix, &prefix);
+    assert_frozen(&vs);
 }
 
 #[test]
@@ -65,7 +47,7 @@ fn tiny_network_matches_timm() {
     // timm >= 0.9 names are this module's own: no conversion needed.
     let vs = VarStore::new(Device::Cpu);
     let _net = Swin::new(vs.root(), &SwinConfig::tiny());
-    vagan::weights::load_into(&vs, &weights, "timm", |_| false).unwrap();
+    load_strict(&vs, &weights, "timm");
     check(weights, "tiny_timm_io.safetensors", "timm");
 }
 
@@ -112,7 +94,7 @@ fn grey_images_are_repeated_to_rgb() {
     tch::manual_seed(1);
     let vs = VarStore::new(Device::Cpu);
     let net = Swin::new(vs.root(), &SwinConfig::tiny());
-    let grey = Tensor::rand([2, 1, 29, 31], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let grey = rand_images([2, 1, 29, 31]);
     let a = tch::no_grad(|| net.forward(&grey));
     let b = tch::no_grad(|| net.forward(&grey.repeat([1, 3, 1, 1])));
     assert_eq!(a.map.size(), [2, 32, 4, 4]);
@@ -121,12 +103,7 @@ fn grey_images_are_repeated_to_rgb() {
 
 #[test]
 fn real_swin_t_matches_reference_counts_and_shapes() {
-    let counts: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("param_counts.json")).unwrap())
-            .unwrap();
-    let as_i64 = |v: &serde_json::Value| v.as_i64().unwrap();
-    let shape =
-        |v: &serde_json::Value| -> Vec<i64> { v.as_array().unwrap().iter().map(as_i64).collect() };
+    let counts = common::load_json(FIXTURES, "param_counts.json");
     let cfg = SwinConfig::swin_t();
     assert_eq!(cfg.out_channels(), 768);
     tch::manual_seed(0);
@@ -139,7 +116,7 @@ fn real_swin_t_matches_reference_counts_and_shapes() {
     assert_eq!(total, as_i64(&counts["parameters"]));
     assert_eq!(vars.len() as i64, as_i64(&counts["state_dict_keys"]));
     for (h, w) in [(224, 224), (37, 45)] {
-        let images = Tensor::rand([1, 3, h, w], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        let images = rand_images([1, 3, h, w]);
         let out = tch::no_grad(|| net.forward(&images));
         assert_eq!(out.map.size(), shape(&counts["map_shape"]));
         assert_eq!(out.pooled.size(), shape(&counts["pooled_shape"]));

@@ -2,31 +2,19 @@
 //! filter size 4): tiny random networks compared output by output (and input gradient) with
 //! fixtures from `scripts/fixtures/vgg.py`, and the real VGG-16's parameter count and shapes.
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use vagan::backbones::vgg::{is_unused_key, Vgg, VggConfig};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/vgg")
-        .join(name)
-}
+mod common;
+use common::{
+    as_i64, assert_frozen, assert_rel_within_1e4, load_strict, rand_images, rel_diff, shape,
+};
+
+const FIXTURES: &str = "vgg";
 
 fn load(name: &str) -> HashMap<String, Tensor> {
-    let (tensors, _) = vagan::weights::load(&fixture(name)).unwrap();
-    tensors.into_iter().collect()
-}
-
-/// max |a − b| / max |b|.
-fn rel_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.size(), b.size());
-    let a = a.detach().to_kind(Kind::Double);
-    let b = b.to_kind(Kind::Double);
-    let num = (&a - &b).abs().max().double_value(&[]);
-    let den = b.abs().max().double_value(&[]);
-    assert!(den > 0.0);
-    num / den
+    common::load_fixture(FIXTURES, name)
 }
 
 fn check_tiny(antialiased: bool, kind: &str) {
@@ -41,7 +29,7 @@ fn check_tiny(antialiased: bool, kind: &str) {
         }
     }
     // Every file tensor has a variable and every variable a tensor, with equal shapes.
-    vagan::weights::load_into(&vs, &weights, "fixture", |_| false).unwrap();
+    load_strict(&vs, &weights, "fixture");
     vs.freeze();
 
     let io = load(&format!("tiny_{kind}_io.safetensors"));
@@ -54,15 +42,9 @@ fn check_tiny(antialiased: bool, kind: &str) {
     ];
     (&out.map * &io["r"]).sum(Kind::Float).backward();
     checks.push(("input_grad", rel_diff(&images.grad(), &io["input_grad"])));
-    for (name, d) in &checks {
-        println!("{kind} {name}: max relative difference {d:.3e}");
-    }
-    for (name, d) in &checks {
-        assert!(*d < 1e-4, "{kind} {name}: relative difference {d:e}");
-    }
-    for v in vs.trainable_variables() {
-        assert!(!v.requires_grad());
-    }
+    let prefix = format!("{kind} ");
+    assert_rel_within_1e4(&checks, &prefix, &prefix);
+    assert_frozen(&vs);
 }
 
 #[test]
@@ -80,7 +62,7 @@ fn grey_images_are_repeated_to_rgb() {
     tch::manual_seed(1);
     let vs = VarStore::new(Device::Cpu);
     let net = Vgg::new(vs.root(), &VggConfig::tiny(true));
-    let grey = Tensor::rand([2, 1, 29, 31], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let grey = rand_images([2, 1, 29, 31]);
     let a = tch::no_grad(|| net.forward(&grey));
     let b = tch::no_grad(|| net.forward(&grey.repeat([1, 3, 1, 1])));
     assert_eq!(a.map.size(), [2, 32, 7, 7]);
@@ -101,18 +83,12 @@ fn classifier_keys_are_recognised() {
 
 #[test]
 fn real_vgg16_matches_reference_counts_and_shapes() {
-    let counts: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("param_counts.json")).unwrap())
-            .unwrap();
+    let counts = common::load_json(FIXTURES, "param_counts.json");
     for (key, cfg) in [
         ("plain", VggConfig::vgg16()),
         ("antialiased", VggConfig::vgg16_antialiased()),
     ] {
         let reference = &counts[key];
-        let as_i64 = |v: &serde_json::Value| v.as_i64().unwrap();
-        let shape = |v: &serde_json::Value| -> Vec<i64> {
-            v.as_array().unwrap().iter().map(as_i64).collect()
-        };
         assert_eq!(cfg.out_channels(), 512);
         tch::manual_seed(0);
         let vs = VarStore::new(Device::Cpu);
@@ -131,7 +107,7 @@ fn real_vgg16_matches_reference_counts_and_shapes() {
         let last = reference["last_key"].as_str().unwrap();
         assert!(vars.contains_key(last), "{key}: {last}");
         for (h, w) in [(224, 224), (37, 45)] {
-            let images = Tensor::rand([1, 3, h, w], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+            let images = rand_images([1, 3, h, w]);
             let out = tch::no_grad(|| net.forward(&images));
             assert_eq!(out.map.size(), shape(&reference["map_shape"]), "{key}");
             assert_eq!(

@@ -5,31 +5,17 @@
 //! as its `forward_custom`; transformers' `CLIPVisionModelWithProjection` and `ViTModel`), and the
 //! real configurations' parameter counts and output shapes.
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use vagan::backbones::vit::{convert_keys, KeyLayout, ViT, ViTConfig};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/vit")
-        .join(name)
-}
+mod common;
+use common::{as_i64, assert_rel_within_1e4, load_strict, rand_images, rel_diff, shape};
+
+const FIXTURES: &str = "vit";
 
 fn load(name: &str) -> HashMap<String, Tensor> {
-    let (tensors, _) = vagan::weights::load(&fixture(name)).unwrap();
-    tensors.into_iter().collect()
-}
-
-/// max |a − b| / max |b|.
-fn rel_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.size(), b.size());
-    let a = a.detach().to_kind(Kind::Double);
-    let b = b.to_kind(Kind::Double);
-    let num = (&a - &b).abs().max().double_value(&[]);
-    let den = b.abs().max().double_value(&[]);
-    assert!(den > 0.0);
-    num / den
+    common::load_fixture(FIXTURES, name)
 }
 
 /// Builds the network, converts the checkpoint from `layout` and loads it strictly: every
@@ -40,7 +26,7 @@ fn network(cfg: &ViTConfig, file: &str, layout: KeyLayout) -> (VarStore, ViT) {
     let raw = load(file);
     assert_eq!(KeyLayout::detect(raw.keys()), Some(layout), "{file}");
     let tensors = convert_keys(layout, raw).unwrap();
-    vagan::weights::load_into(&vs, &tensors, file, |_| false).unwrap();
+    load_strict(&vs, &tensors, file);
     vs.freeze();
     (vs, net)
 }
@@ -66,15 +52,11 @@ fn check_against(cfg: &ViTConfig, file: &str, layout: KeyLayout, io_file: &str) 
         "input_grad".into(),
         rel_diff(&images.grad(), &io["input_grad"]),
     ));
-    for (name, d) in &checks {
-        println!(
-            "{} ({file}) {name}: max relative difference {d:.3e}",
-            cfg.name
-        );
-    }
-    for (name, d) in &checks {
-        assert!(*d < 1e-4, "{file} {name}: relative difference {d:e}");
-    }
+    assert_rel_within_1e4(
+        &checks,
+        &format!("{} ({file}) ", cfg.name),
+        &format!("{file} "),
+    );
     // The frozen network gets no gradient.
     for v in vs.variables().values() {
         assert!(!v.requires_grad());
@@ -156,7 +138,7 @@ fn prefixed_layouts_convert_to_the_same_tensors() {
     }
     let vs = VarStore::new(Device::Cpu);
     let _net = ViT::new(vs.root(), &cfg);
-    vagan::weights::load_into(&vs, &a, "prefixed", |_| false).unwrap();
+    load_strict(&vs, &a, "prefixed");
 }
 
 #[test]
@@ -192,7 +174,7 @@ fn grey_images_are_repeated_to_rgb() {
     for cfg in [ViTConfig::clip_tiny(), ViTConfig::dino_tiny()] {
         let vs = VarStore::new(Device::Cpu);
         let net = ViT::new(vs.root(), &cfg);
-        let grey = Tensor::rand([2, 1, 29, 31], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        let grey = rand_images([2, 1, 29, 31]);
         let a = net.forward(&grey).levels();
         let b = net.forward(&grey.repeat([1, 3, 1, 1])).levels();
         for (x, y) in a.iter().zip(&b) {
@@ -203,15 +185,12 @@ fn grey_images_are_repeated_to_rgb() {
 
 #[test]
 fn real_configurations_match_reference_counts_and_shapes() {
-    let counts: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("param_counts.json")).unwrap())
-            .unwrap();
+    let counts = common::load_json(FIXTURES, "param_counts.json");
     for (key, cfg) in [
         ("clip_b32", ViTConfig::clip_b32()),
         ("dino_b16", ViTConfig::dino_b16()),
     ] {
         let reference = &counts[key];
-        let as_i64 = |v: &serde_json::Value| v.as_i64().unwrap();
         tch::manual_seed(0);
         let vs = VarStore::new(Device::Cpu);
         let net = ViT::new(vs.root(), &cfg);
@@ -232,9 +211,9 @@ fn real_configurations_match_reference_counts_and_shapes() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|s| s.as_array().unwrap().iter().map(as_i64).collect())
+            .map(shape)
             .collect();
-        let images = Tensor::rand([1, 3, 45, 37], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        let images = rand_images([1, 3, 45, 37]);
         let levels = tch::no_grad(|| net.forward(&images).levels());
         let shapes: Vec<Vec<i64>> = levels.iter().map(|t| t.size()).collect();
         assert_eq!(shapes, expected, "{key}");

@@ -1,7 +1,11 @@
-//! Helpers shared by the integration tests: tiny data sets and tiny training options.
+//! Helpers shared by the integration tests: tiny data sets and tiny training options, and the
+//! backbone parity tests' fixture loading and relative-difference checks.
 #![allow(dead_code)]
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
 use vagan::data::convert::{convert, ConvertOptions};
 use vagan::train::TrainOptions;
 
@@ -53,5 +57,82 @@ pub fn tiny_options(data: PathBuf) -> TrainOptions {
         mirror: true,
         diffaug: "color,translation,cutout".into(),
         grid: 2,
+    }
+}
+
+/// `tests/fixtures/<dir>/<name>`.
+pub fn fixture(dir: &str, name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(dir)
+        .join(name)
+}
+
+/// The tensors of the safetensors fixture `tests/fixtures/<dir>/<name>`, by name.
+pub fn load_fixture(dir: &str, name: &str) -> HashMap<String, Tensor> {
+    let (tensors, _) = vagan::weights::load(&fixture(dir, name)).unwrap();
+    tensors.into_iter().collect()
+}
+
+/// The JSON fixture `tests/fixtures/<dir>/<name>` (the reference parameter counts and shapes).
+pub fn load_json(dir: &str, name: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture(dir, name)).unwrap()).unwrap()
+}
+
+/// A JSON integer.
+pub fn as_i64(v: &serde_json::Value) -> i64 {
+    v.as_i64().unwrap()
+}
+
+/// A JSON array of integers, as a tensor shape.
+pub fn shape(v: &serde_json::Value) -> Vec<i64> {
+    v.as_array().unwrap().iter().map(as_i64).collect()
+}
+
+/// Every file tensor must have a variable and every variable a tensor, with equal shapes.
+pub fn load_strict(vs: &VarStore, tensors: &HashMap<String, Tensor>, label: &str) {
+    vagan::weights::load_into(vs, tensors, label, |_| false).unwrap();
+}
+
+/// Uniform random images in [−1, 1) on the CPU.
+pub fn rand_images(size: [i64; 4]) -> Tensor {
+    Tensor::rand(size, (Kind::Float, Device::Cpu)) * 2.0 - 1.0
+}
+
+/// max |a − b| / max |b|.
+pub fn rel_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size());
+    let a = a.detach().to_kind(Kind::Double);
+    let b = b.to_kind(Kind::Double);
+    let num = (&a - &b).abs().max().double_value(&[]);
+    let den = b.abs().max().double_value(&[]);
+    assert!(den > 0.0);
+    num / den
+}
+
+/// Prints every check's max relative difference (each name after `print_prefix`), then asserts
+/// each is within 1e-4 relative (each name after `assert_prefix`).
+pub fn assert_rel_within_1e4<S: AsRef<str>>(
+    checks: &[(S, f64)],
+    print_prefix: &str,
+    assert_prefix: &str,
+) {
+    for (name, d) in checks {
+        let name = name.as_ref();
+        println!("{print_prefix}{name}: max relative difference {d:.3e}");
+    }
+    for (name, d) in checks {
+        let name = name.as_ref();
+        assert!(
+            *d < 1e-4,
+            "{assert_prefix}{name}: relative difference {d:e}"
+        );
+    }
+}
+
+/// No gradient reaches the frozen network.
+pub fn assert_frozen(vs: &VarStore) {
+    for v in vs.trainable_variables() {
+        assert!(!v.requires_grad());
     }
 }
