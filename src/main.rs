@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a GAN; writes a run directory under --outdir.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Write images from a snapshot's G_ema.
     Generate(GenerateArgs),
     /// Convert an image folder, a zip or an IDX file into a dataset file.
@@ -472,7 +472,7 @@ fn dataset(a: DatasetArgs) -> Result<()> {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train(a) => train(a),
+        Command::Train(a) => train(*a),
         Command::Generate(a) => generate(a),
         Command::Dataset(a) => dataset(a),
         Command::Weights(c) => weights(c),

@@ -21,7 +21,7 @@ pub const MEMBERS: &[&str] = &[
     "efficientnet_lite2",
 ];
 
-enum Net {
+enum Architecture {
     EfficientNet(EfficientNetLite),
     ViT(ViT),
     Swin(Swin),
@@ -43,7 +43,7 @@ pub struct Features {
 pub struct Backbone {
     pub name: &'static str,
     vs: VarStore,
-    net: Net,
+    net: Architecture,
 }
 
 fn member(name: &str) -> Result<&'static str> {
@@ -66,19 +66,19 @@ impl Backbone {
         let mut vs = VarStore::new(device);
         let root = vs.root();
         let net = match name {
-            "clip_vit_b32" => Net::ViT(ViT::new(root, &ViTConfig::clip_b32())),
-            "dino_vitb16" => Net::ViT(ViT::new(root, &ViTConfig::dino_b16())),
-            "swin_t" => Net::Swin(Swin::new(root, &SwinConfig::swin_t())),
-            "vgg16" => Net::Vgg(Vgg::new(root, &VggConfig::vgg16())),
-            "efficientnet_lite0" => Net::EfficientNet(EfficientNetLite::new(
+            "clip_vit_b32" => Architecture::ViT(ViT::new(root, &ViTConfig::clip_b32())),
+            "dino_vitb16" => Architecture::ViT(ViT::new(root, &ViTConfig::dino_b16())),
+            "swin_t" => Architecture::Swin(Swin::new(root, &SwinConfig::swin_t())),
+            "vgg16" => Architecture::Vgg(Vgg::new(root, &VggConfig::vgg16())),
+            "efficientnet_lite0" => Architecture::EfficientNet(EfficientNetLite::new(
                 root,
                 &EfficientNetLiteConfig::lite0(),
             )),
-            "efficientnet_lite1" => Net::EfficientNet(EfficientNetLite::new(
+            "efficientnet_lite1" => Architecture::EfficientNet(EfficientNetLite::new(
                 root,
                 &EfficientNetLiteConfig::lite1(),
             )),
-            "efficientnet_lite2" => Net::EfficientNet(EfficientNetLite::new(
+            "efficientnet_lite2" => Architecture::EfficientNet(EfficientNetLite::new(
                 root,
                 &EfficientNetLiteConfig::lite2(),
             )),
@@ -98,21 +98,25 @@ impl Backbone {
         let tensors: HashMap<String, Tensor> = tensors.into_iter().collect();
         let vs = &backbone.vs;
         match &backbone.net {
-            Net::EfficientNet(_) => crate::weights::load_into(vs, &tensors, &origin, |k| {
-                k.ends_with("num_batches_tracked")
-            })?,
-            Net::ViT(_) => {
+            Architecture::EfficientNet(_) => {
+                crate::weights::load_into(vs, &tensors, &origin, |k| {
+                    k.ends_with("num_batches_tracked")
+                })?
+            }
+            Architecture::ViT(_) => {
                 let Some(layout) = KeyLayout::detect(tensors.keys()) else {
                     bail!("{origin}: not a CLIP, DINO or transformers ViT checkpoint (unrecognised key names)")
                 };
                 let converted = vit::convert_keys(layout, tensors)?;
                 crate::weights::load_into(vs, &converted, &origin, |_| false)?
             }
-            Net::Swin(_) => {
+            Architecture::Swin(_) => {
                 let converted = swin::convert_checkpoint(tensors);
                 crate::weights::load_into(vs, &converted, &origin, swin::is_unused_key)?
             }
-            Net::Vgg(_) => crate::weights::load_into(vs, &tensors, &origin, vgg::is_unused_key)?,
+            Architecture::Vgg(_) => {
+                crate::weights::load_into(vs, &tensors, &origin, vgg::is_unused_key)?
+            }
         }
         Ok(backbone)
     }
@@ -121,7 +125,7 @@ impl Backbone {
     /// normalises as its reference does.
     pub fn forward(&self, images: &Tensor) -> Features {
         match &self.net {
-            Net::EfficientNet(n) => {
+            Architecture::EfficientNet(n) => {
                 let o = n.forward(images);
                 let mut maps = o.features;
                 maps.push(o.final_map);
@@ -130,21 +134,21 @@ impl Backbone {
                     pooled: o.pooled,
                 }
             }
-            Net::ViT(n) => {
+            Architecture::ViT(n) => {
                 let o = n.forward(images);
                 Features {
                     maps: o.features,
                     pooled: o.pooled,
                 }
             }
-            Net::Swin(n) => {
+            Architecture::Swin(n) => {
                 let o = n.forward(images);
                 Features {
                     maps: vec![o.map],
                     pooled: o.pooled,
                 }
             }
-            Net::Vgg(n) => {
+            Architecture::Vgg(n) => {
                 let o = n.forward(images);
                 Features {
                     maps: vec![o.map],

@@ -132,7 +132,7 @@ pub fn convert(source: &Path, dest: &Path, opts: &ConvertOptions) -> Result<Conv
     }
     let mut src = sources::open(source)?;
     ensure!(
-        src.len() > 0,
+        !src.is_empty(),
         "--source {}: no images found (supported: png, jpg, webp, bmp, IDX)",
         source.display()
     );

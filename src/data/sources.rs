@@ -35,6 +35,9 @@ fn decode(name: &str, bytes: &[u8]) -> Result<DynamicImage> {
 /// A numbered collection of images with optional integer labels.
 pub trait ImageSource {
     fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// A name that identifies image `i` to the user (a path, a zip entry, `file[index]`).
     fn name(&self, i: usize) -> String;
     fn load(&mut self, i: usize) -> Result<DynamicImage>;

@@ -100,16 +100,16 @@ impl SynthesisLayer {
     }
 
     fn forward(&self, x: &Tensor, w: &Tensor, noise: NoiseMode) -> Tensor {
-        let mut y = self.conv.forward(x, w);
+        let y = self.conv.forward(x, w);
         let (n, _, h, wd) = y.size4().unwrap();
-        match noise {
+        let y = match noise {
             NoiseMode::Random => {
                 let noise = Tensor::randn([n, 1, h, wd], (y.kind(), y.device()));
-                y = y + noise * &self.noise_strength
+                y + noise * &self.noise_strength
             }
-            NoiseMode::Const => y = y + &self.noise_const * &self.noise_strength,
-            NoiseMode::None => {}
-        }
+            NoiseMode::Const => y + &self.noise_const * &self.noise_strength,
+            NoiseMode::None => y,
+        };
         lrelu(&(y + self.bias.reshape([1, -1, 1, 1])))
     }
 }

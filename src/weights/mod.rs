@@ -64,8 +64,11 @@ pub fn save(
     write_atomic(path, |f| Ok(f.write_all(&data)?))
 }
 
-/// Loads every tensor of a safetensors file (on the CPU) and its metadata.
-pub fn load(path: &Path) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
+/// Named tensors, in file order or sorted by name.
+pub type NamedTensors = Vec<(String, Tensor)>;
+
+/// Loads every tensor of a safetensors file (on the CPU, sorted by name) and its metadata.
+pub fn load(path: &Path) -> Result<(NamedTensors, HashMap<String, String>)> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let st = SafeTensors::deserialize(&bytes)
         .with_context(|| format!("{} is not a safetensors file", path.display()))?;
