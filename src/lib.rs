@@ -11,6 +11,7 @@ pub mod images;
 pub mod nets;
 pub mod train;
 pub mod util;
+pub mod vision_aided;
 pub mod weights;
 
 pub use tch;
