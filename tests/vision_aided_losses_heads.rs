@@ -288,7 +288,7 @@ fn simple_d_shapes_and_gradients() {
 fn simple_d_rejects_a_wrong_map_size() {
     let vs = VarStore::new(Device::Cpu);
     let head = SimpleD::new(vs.root(), 16, 8, 3);
-    head.forward(&Tensor::zeros([1, 16, 8, 8], (Kind::Float, Device::Cpu)));
+    let _ = head.forward(&Tensor::zeros([1, 16, 8, 8], (Kind::Float, Device::Cpu)));
 }
 
 #[test]
