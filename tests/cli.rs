@@ -170,6 +170,31 @@ fn dataset_train_resume_generate() {
         "cpu",
     ]);
     assert!(run.join("network-snapshot-000000.048.safetensors").exists());
+    // Resuming a finished run reports it and leaves every file as it was.
+    let files = |d: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .map(|e| (e.path(), std::fs::read(e.path()).unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = files(&run);
+    let out = ok(&[
+        "train",
+        "--resume",
+        run.to_str().unwrap(),
+        "--kimg",
+        "0.048",
+        "--device",
+        "cpu",
+    ]);
+    assert!(out.contains("network-snapshot-000000.048"), "{out}");
+    assert!(
+        before == files(&run),
+        "resuming a finished run changed its files"
+    );
     assert_eq!(
         std::fs::read_to_string(run.join("stats.jsonl"))
             .unwrap()

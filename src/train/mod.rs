@@ -487,6 +487,10 @@ impl Trainer {
         let total = (self.opts.kimg * 1000.0).round() as u64;
         let tick_nimg = (self.opts.tick_kimg * 1000.0).round() as u64;
         let fresh = self.state.cur_nimg == 0;
+        if self.state.cur_nimg >= total {
+            // Nothing left to train: report the run as it is, without touching its files.
+            return snapshot::latest(&self.run_dir);
+        }
         if fresh {
             let json = serde_json::to_string_pretty(&self.opts)?;
             crate::util::write_atomic(&self.run_dir.join("training_options.json"), |f| {
