@@ -8,9 +8,7 @@ use tch::{Device, Kind, Tensor};
 use vagan::backbones::swin::{convert_checkpoint, is_unused_key, Swin, SwinConfig};
 
 mod common;
-use common::{
-    as_i64, assert_frozen, assert_rel_within_1e4, load_strict, rand_images, rel_diff, shape,
-};
+use common::{as_i64, load_strict, rand_images, rel_diff, shape};
 
 const FIXTURES: &str = "swin";
 
@@ -27,18 +25,10 @@ fn check(weights: HashMap<String, Tensor>, io_name: &str, label: &str) {
     vagan::weights::load_into(&vs, &converted, label, is_unused_key).unwrap();
     vs.freeze();
     let io = load(io_name);
-    let images = io["images"].set_requires_grad(true);
-    assert_eq!(images.size(), [2, 3, 45, 37]);
-    let out = net.forward(&images);
-    let mut checks = vec![
-        ("map", rel_diff(&out.map, &io["map"])),
-        ("pooled", rel_diff(&out.pooled, &io["pooled"])),
-    ];
-    (&out.map * &io["r"]).sum(Kind::Float).backward();
-    checks.push(("input_grad", rel_diff(&images.grad(), &io["input_grad"])));
-    let prefix = format!("{label} ");
-    assert_rel_within_1e4(&checks, &prefix, &prefix);
-    assert_frozen(&vs);
+    common::assert_map_pooled_match(&io, &vs, label, |x| {
+        let out = net.forward(x);
+        (out.map, out.pooled)
+    });
 }
 
 #[test]

@@ -136,3 +136,26 @@ pub fn assert_frozen(vs: &VarStore) {
         assert!(!v.requires_grad());
     }
 }
+
+/// The comparison shared by the single-map backbones (Swin, VGG): `forward` runs the network on
+/// the fixture's images; its map and pooled vector, and the input gradient of sum(map·r), must
+/// match the reference within 1e-4 relative, and the frozen weights must get no gradient.
+pub fn assert_map_pooled_match(
+    io: &HashMap<String, Tensor>,
+    vs: &VarStore,
+    label: &str,
+    forward: impl Fn(&Tensor) -> (Tensor, Tensor),
+) {
+    let images = io["images"].set_requires_grad(true);
+    assert_eq!(images.size(), [2, 3, 45, 37]);
+    let (map, pooled) = forward(&images);
+    let mut checks = vec![
+        ("map", rel_diff(&map, &io["map"])),
+        ("pooled", rel_diff(&pooled, &io["pooled"])),
+    ];
+    (&map * &io["r"]).sum(Kind::Float).backward();
+    checks.push(("input_grad", rel_diff(&images.grad(), &io["input_grad"])));
+    let prefix = format!("{label} ");
+    assert_rel_within_1e4(&checks, &prefix, &prefix);
+    assert_frozen(vs);
+}
