@@ -8,6 +8,7 @@ pub mod backbones;
 pub mod data;
 pub mod generate;
 pub mod images;
+pub mod metrics;
 pub mod nets;
 pub mod train;
 pub mod util;

@@ -31,6 +31,9 @@ enum Command {
     /// The pretrained-weights cache: list, fetch, import.
     #[command(subcommand)]
     Weights(WeightsCommand),
+    /// FID and KID between image sets (folders, datasets, snapshots).
+    #[command(subcommand)]
+    Metrics(vagan::metrics::cli::MetricsCommand),
 }
 
 #[derive(Subcommand)]
@@ -476,6 +479,7 @@ fn main() {
         Command::Generate(a) => generate(a),
         Command::Dataset(a) => dataset(a),
         Command::Weights(c) => weights(c),
+        Command::Metrics(c) => vagan::metrics::cli::run(c),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
