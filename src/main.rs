@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use vagan::data::convert::{convert, ConvertOptions};
 use vagan::nets::NoiseMode;
 use vagan::train::snapshot::{self, Snapshot};
-use vagan::train::{TrainOptions, Trainer};
+use vagan::train::{CvOptions, TrainOptions, Trainer};
 use vagan::util::parse_device;
+use vagan::vision_aided::{Augment, HeadVariant};
 
 #[derive(Parser)]
 #[command(
@@ -125,7 +126,8 @@ struct TrainArgs {
     #[arg(long, conflicts_with = "outdir")]
     run_dir: Option<PathBuf>,
     /// Continue a run exactly: a run directory (its latest snapshot) or a snapshot file.
-    /// The run's own options are used; only --kimg, --snap, --device and --threads may change.
+    /// The run's own options are used; only --kimg, --snap, --device and --threads may change,
+    /// and --cv (with --cv-loss) may append vision-aided networks.
     #[arg(long)]
     resume: Option<PathBuf>,
     /// Total training length in thousands of images.
@@ -185,12 +187,127 @@ struct TrainArgs {
     /// Resolution when --data is a folder, zip or IDX file (converted with center-crop).
     #[arg(long)]
     resolution: Option<u32>,
+    /// Vision-aided networks from the bank, '+'-joined (e.g. efficientnet_lite0+clip_vit_b32).
+    /// With --resume, networks appended to the run's list join with fresh heads.
+    #[arg(long)]
+    cv: Option<String>,
+    /// Loss type per vision-aided network, '+'-joined (sigmoid, sigmoid_s, multilevel_sigmoid,
+    /// multilevel_sigmoid_s, hinge, multilevel_hinge); default: the reference's choice per network.
+    #[arg(long)]
+    cv_loss: Option<String>,
+    /// Augmentation before each vision-aided network: diffaug[:POLICY] (default), ada[:PIPELINE] or none.
+    #[arg(long)]
+    cv_aug: Option<String>,
+    /// ADA target for the vision-aided networks (with --cv-aug ada).
+    #[arg(long)]
+    cv_ada_target: Option<f64>,
+    /// Vision-aided head layers: stylegan2 (equalised learning rate, default) or sn (spectral norm).
+    #[arg(long)]
+    cv_head: Option<String>,
+    /// Thousands of images trained before the vision-aided loss is switched on.
+    #[arg(long)]
+    cv_warmup_kimg: Option<f64>,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
     /// CPU threads for libtorch (default: all cores).
     #[arg(long)]
     threads: Option<i32>,
+}
+
+impl TrainArgs {
+    /// The vision-aided options: new, or `existing` (a resumed run's) extended by the networks
+    /// that --cv appends to its list.
+    fn cv_options(&self, existing: Option<&CvOptions>) -> Result<Option<CvOptions>> {
+        let Some(bank) = &self.cv else {
+            let stray = [
+                ("--cv-loss", self.cv_loss.is_some()),
+                ("--cv-aug", self.cv_aug.is_some()),
+                ("--cv-ada-target", self.cv_ada_target.is_some()),
+                ("--cv-head", self.cv_head.is_some()),
+                ("--cv-warmup-kimg", self.cv_warmup_kimg.is_some()),
+            ];
+            if let Some((flag, _)) = stray.iter().find(|f| f.1) {
+                bail!("{flag} needs --cv");
+            }
+            return Ok(existing.cloned());
+        };
+        let networks: Vec<&str> = bank.split('+').map(str::trim).collect();
+        let mut losses: Vec<String> = match &self.cv_loss {
+            Some(l) => l.split('+').map(|s| s.trim().to_string()).collect(),
+            None => Vec::new(),
+        };
+        let cv = match existing {
+            Some(old) => {
+                let defining = [
+                    ("--cv-aug", self.cv_aug.is_some()),
+                    ("--cv-ada-target", self.cv_ada_target.is_some()),
+                    ("--cv-head", self.cv_head.is_some()),
+                    ("--cv-warmup-kimg", self.cv_warmup_kimg.is_some()),
+                ];
+                if let Some((flag, _)) = defining.iter().find(|f| f.1) {
+                    bail!("--resume keeps the run's vision-aided options; remove {flag}");
+                }
+                let old_networks = old.networks();
+                let old_losses: Vec<&str> = old.loss.split('+').map(str::trim).collect();
+                if networks.len() < old_networks.len()
+                    || networks[..old_networks.len()] != old_networks[..]
+                {
+                    bail!(
+                        "--cv {bank}: the run has {}; networks can only be appended",
+                        old.bank
+                    );
+                }
+                if losses.is_empty() {
+                    losses = old_losses.iter().map(|s| s.to_string()).collect();
+                } else if losses.len() < old_losses.len()
+                    || losses[..old_losses.len()] != old_losses[..]
+                {
+                    bail!(
+                        "--cv-loss {}: the run's networks keep their losses {}",
+                        self.cv_loss.as_deref().unwrap_or_default(),
+                        old.loss
+                    );
+                }
+                CvOptions {
+                    bank: networks.join("+"),
+                    loss: String::new(),
+                    ..old.clone()
+                }
+            }
+            None => {
+                let augment: Augment = match &self.cv_aug {
+                    Some(a) => a.parse().context("--cv-aug")?,
+                    None => Augment::default(),
+                };
+                let augment = match (augment, self.cv_ada_target) {
+                    (Augment::Ada { pipeline, .. }, Some(target)) => {
+                        Augment::Ada { pipeline, target }
+                    }
+                    (_, Some(_)) => bail!("--cv-ada-target needs --cv-aug ada"),
+                    (a, None) => a,
+                };
+                CvOptions {
+                    bank: networks.join("+"),
+                    loss: String::new(),
+                    head: match &self.cv_head {
+                        Some(h) => h.parse().context("--cv-head")?,
+                        None => HeadVariant::default(),
+                    },
+                    augment,
+                    warmup_kimg: self.cv_warmup_kimg.unwrap_or(0.0),
+                }
+            }
+        };
+        // Networks without a given loss get the reference's default.
+        for n in &networks[losses.len().min(networks.len())..] {
+            losses.push(CvOptions::default_loss(n, &cv.augment));
+        }
+        Ok(Some(CvOptions {
+            loss: losses.join("+"),
+            ..cv
+        }))
+    }
 }
 
 impl TrainArgs {
@@ -288,6 +405,7 @@ fn train(a: TrainArgs) -> Result<()> {
         if let Some(s) = a.snap {
             opts.snap = s;
         }
+        opts.cv = a.cv_options(opts.cv.as_ref())?;
         (opts, run_dir, snap_path)
     } else {
         let data = a.data.clone().context("--data is required (or --resume)")?;
@@ -354,6 +472,7 @@ fn train(a: TrainArgs) -> Result<()> {
                 .clone()
                 .unwrap_or_else(|| "color,translation,cutout".into()),
             grid: a.grid.unwrap_or(8),
+            cv: a.cv_options(None)?,
         };
         (opts, run_dir, None)
     };

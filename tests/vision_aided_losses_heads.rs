@@ -2,8 +2,8 @@
 //! and gradients for the documented feature shapes (§2.1, §2.2, StyleGAN2 variant).
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-use vagan::backbones::bank::Features;
-use vagan::vision_aided::heads::{Head, MlpD, MultiLevelDViT, SimpleD};
+use vagan::backbones::bank::Backbone;
+use vagan::vision_aided::heads::{Head, HeadConfig, HeadVariant, MlpD, MultiLevelDViT, SimpleD};
 use vagan::vision_aided::losses::{
     bce_with_logits, ensemble_loss, parse_loss_types, LossType, Target,
 };
@@ -222,64 +222,94 @@ fn assert_grad(x: &Tensor) {
     assert!(s.is_finite() && s > 0.0, "gradient sum {s}");
 }
 
+const VARIANTS: [HeadVariant; 2] = [HeadVariant::StyleGan2, HeadVariant::SpectralNorm];
+
+fn cfg(variant: HeadVariant) -> HeadConfig {
+    HeadConfig {
+        variant,
+        num_classes: 0,
+    }
+}
+
 #[test]
 fn multilevel_head_clip_shapes_and_gradients() {
-    tch::manual_seed(0);
-    let vs = VarStore::new(Device::Cpu);
-    let head = MultiLevelDViT::new(vs.root() / "clip", 3, 768, 512, 256, 1);
-    let maps = [input(&[2, 768, 7, 7]), input(&[2, 768, 7, 7])];
-    let pooled = input(&[2, 512]);
-    let out = head.forward(&maps, &pooled);
-    let shapes: Vec<Vec<i64>> = out.iter().map(|o| o.size()).collect();
-    assert_eq!(shapes, vec![vec![2, 3, 3], vec![2, 3, 3], vec![2, 1]]);
-    LossType::MultilevelSigmoid
-        .loss(&out, Target::Real)
-        .mean(Kind::Float)
-        .backward();
-    for x in maps.iter().chain([&pooled]) {
-        assert_grad(x);
-    }
-    // Every parameter (2 levels × 2 convs + 2 FCs, weight and bias each) is trained.
-    let vars = vs.trainable_variables();
-    assert_eq!(vars.len(), 12);
-    for v in &vars {
-        assert!(v.grad().defined());
+    for variant in VARIANTS {
+        tch::manual_seed(0);
+        let vs = VarStore::new(Device::Cpu);
+        let head = MultiLevelDViT::new(vs.root() / "clip", &cfg(variant), 3, 768, 512, 256, 1);
+        let maps = [input(&[2, 768, 7, 7]), input(&[2, 768, 7, 7])];
+        let pooled = input(&[2, 512]);
+        let out = head.forward(&maps, &pooled, None);
+        let shapes: Vec<Vec<i64>> = out.iter().map(|o| o.size()).collect();
+        assert_eq!(shapes, vec![vec![2, 3, 3], vec![2, 3, 3], vec![2, 1]]);
+        LossType::MultilevelSigmoid
+            .loss(&out, Target::Real)
+            .mean(Kind::Float)
+            .backward();
+        for x in maps.iter().chain([&pooled]) {
+            assert_grad(x);
+        }
+        // Every parameter (2 levels × 2 convs + 2 FCs, weight and bias each) is trained; the
+        // spectral-norm vectors u and v are not parameters.
+        let vars = vs.trainable_variables();
+        assert_eq!(vars.len(), 12, "{variant}");
+        for v in &vars {
+            assert!(v.grad().defined());
+        }
+        assert_eq!(
+            vs.variables().len(),
+            if variant == HeadVariant::SpectralNorm {
+                24
+            } else {
+                12
+            }
+        );
     }
 }
 
 #[test]
 fn multilevel_head_dino_shapes_and_gradients() {
-    tch::manual_seed(1);
-    let vs = VarStore::new(Device::Cpu);
-    let head = MultiLevelDViT::new(vs.root() / "dino", 3, 768, 768, 128, 2);
-    let maps = [input(&[2, 768, 14, 14]), input(&[2, 768, 14, 14])];
-    let pooled = input(&[2, 768]);
-    let out = head.forward(&maps, &pooled);
-    let shapes: Vec<Vec<i64>> = out.iter().map(|o| o.size()).collect();
-    assert_eq!(shapes, vec![vec![2, 3, 3], vec![2, 3, 3], vec![2, 1]]);
-    LossType::MultilevelHinge
-        .loss(&out, Target::Fake)
-        .backward();
-    for x in maps.iter().chain([&pooled]) {
-        assert_grad(x);
+    for variant in VARIANTS {
+        tch::manual_seed(1);
+        let vs = VarStore::new(Device::Cpu);
+        let head = MultiLevelDViT::new(vs.root() / "dino", &cfg(variant), 3, 768, 768, 128, 2);
+        let maps = [input(&[2, 768, 14, 14]), input(&[2, 768, 14, 14])];
+        let pooled = input(&[2, 768]);
+        let out = head.forward(&maps, &pooled, None);
+        let shapes: Vec<Vec<i64>> = out.iter().map(|o| o.size()).collect();
+        assert_eq!(
+            shapes,
+            vec![vec![2, 3, 3], vec![2, 3, 3], vec![2, 1]],
+            "{variant}"
+        );
+        LossType::MultilevelHinge
+            .loss(&out, Target::Fake)
+            .backward();
+        for x in maps.iter().chain([&pooled]) {
+            assert_grad(x);
+        }
     }
 }
 
 #[test]
 fn simple_d_shapes_and_gradients() {
-    tch::manual_seed(2);
-    let vs = VarStore::new(Device::Cpu);
-    // Swin-T (768×7×7), VGG-16 (512×7×7): out_size 3; an 8×8 map (seg/det/face heads): 4.
-    for (name, c, s, out_size) in [("swin", 768, 7, 3), ("vgg", 512, 7, 3), ("det", 768, 8, 4)] {
-        let head = SimpleD::new(vs.root() / name, c, 256, out_size);
-        let x = input(&[3, c, s, s]);
-        let y = head.forward(&x);
-        assert_eq!(y.size(), [3, 1], "{name}");
-        LossType::Sigmoid
-            .loss(&[y], Target::Generator)
-            .mean(Kind::Float)
-            .backward();
-        assert_grad(&x);
+    for variant in VARIANTS {
+        tch::manual_seed(2);
+        let vs = VarStore::new(Device::Cpu);
+        // Swin-T (768×7×7), VGG-16 (512×7×7): out_size 3; an 8×8 map (seg/det/face heads): 4.
+        for (name, c, s, out_size) in [("swin", 768, 7, 3), ("vgg", 512, 7, 3), ("det", 768, 8, 4)]
+        {
+            assert_eq!(SimpleD::out_size_for(s), out_size);
+            let head = SimpleD::new(vs.root() / name, &cfg(variant), c, 256, out_size);
+            let x = input(&[3, c, s, s]);
+            let y = head.forward(&x, None);
+            assert_eq!(y.size(), [3, 1], "{name} {variant}");
+            LossType::Sigmoid
+                .loss(&[y], Target::Generator)
+                .mean(Kind::Float)
+                .backward();
+            assert_grad(&x);
+        }
     }
 }
 
@@ -287,99 +317,121 @@ fn simple_d_shapes_and_gradients() {
 #[should_panic(expected = "out_size")]
 fn simple_d_rejects_a_wrong_map_size() {
     let vs = VarStore::new(Device::Cpu);
-    let head = SimpleD::new(vs.root(), 16, 8, 3);
-    let _ = head.forward(&Tensor::zeros([1, 16, 8, 8], (Kind::Float, Device::Cpu)));
+    let head = SimpleD::new(vs.root(), &HeadConfig::default(), 16, 8, 3);
+    let _ = head.forward(
+        &Tensor::zeros([1, 16, 8, 8], (Kind::Float, Device::Cpu)),
+        None,
+    );
 }
 
 #[test]
 fn mlp_d_shapes_and_gradients() {
-    tch::manual_seed(3);
-    let vs = VarStore::new(Device::Cpu);
-    for (name, c) in [("clip", 512), ("dino", 768)] {
-        let head = MlpD::new(vs.root() / name, c);
-        let x = input(&[4, c]);
-        let y = head.forward(&x);
-        assert_eq!(y.size(), [4, 1]);
-        LossType::SigmoidS
-            .loss(&[y], Target::Real)
-            .mean(Kind::Float)
-            .backward();
-        assert_grad(&x);
+    for variant in VARIANTS {
+        tch::manual_seed(3);
+        let vs = VarStore::new(Device::Cpu);
+        for (name, c) in [("clip", 512), ("dino", 768)] {
+            let head = MlpD::new(vs.root() / name, &cfg(variant), c, 256);
+            let x = input(&[4, c]);
+            let y = head.forward(&x, None);
+            assert_eq!(y.size(), [4, 1]);
+            LossType::SigmoidS
+                .loss(&[y], Target::Real)
+                .mean(Kind::Float)
+                .backward();
+            assert_grad(&x);
+        }
     }
 }
 
 #[test]
-fn heads_for_bank_members_read_features() {
-    tch::manual_seed(4);
-    let vs = VarStore::new(Device::Cpu);
-    let feats = |maps: Vec<Tensor>, pooled: Tensor| Features { maps, pooled };
-    let cases: Vec<(&str, bool, Features, Vec<Vec<i64>>)> = vec![
-        (
-            "clip_vit_b32",
-            true,
-            feats(
-                vec![input(&[2, 768, 7, 7]), input(&[2, 768, 7, 7])],
-                input(&[2, 512]),
-            ),
-            vec![vec![2, 3, 3], vec![2, 3, 3], vec![2, 1]],
-        ),
-        (
-            "dino_vitb16",
-            true,
-            feats(
-                vec![input(&[2, 768, 14, 14]), input(&[2, 768, 14, 14])],
-                input(&[2, 768]),
-            ),
-            vec![vec![2, 3, 3], vec![2, 3, 3], vec![2, 1]],
-        ),
-        (
-            "clip_vit_b32",
-            false,
-            feats(vec![], input(&[2, 512])),
-            vec![vec![2, 1]],
-        ),
-        (
-            "dino_vitb16",
-            false,
-            feats(vec![], input(&[2, 768])),
-            vec![vec![2, 1]],
-        ),
-        (
-            "swin_t",
-            false,
-            feats(vec![input(&[2, 768, 7, 7])], input(&[2, 768])),
-            vec![vec![2, 1]],
-        ),
-        (
-            "vgg16",
-            false,
-            feats(vec![input(&[2, 512, 7, 7])], input(&[2, 512])),
-            vec![vec![2, 1]],
-        ),
-    ];
-    for (i, (member, ml, f, want)) in cases.into_iter().enumerate() {
-        let head = Head::for_member(vs.root() / format!("h{i}"), member, ml).unwrap();
-        assert_eq!(head.is_multilevel(), want.len() > 1);
-        let out = head.forward(&f);
-        let shapes: Vec<Vec<i64>> = out.iter().map(|o| o.size()).collect();
-        assert_eq!(shapes, want, "{member} multi_level={ml}");
-        let ty = if head.is_multilevel() {
-            LossType::MultilevelSigmoid
-        } else {
-            LossType::Sigmoid
+fn class_projection_adds_the_label_embedding_term() {
+    for variant in VARIANTS {
+        tch::manual_seed(5);
+        let vs = VarStore::new(Device::Cpu);
+        let conditional = HeadConfig {
+            variant,
+            num_classes: 3,
         };
-        ty.loss(&out, Target::Real).mean(Kind::Float).backward();
-        // The inputs each head reads: the multi-level head all, SimpleD its last map, MLPD the
-        // pooled vector.
-        match &head {
-            Head::MultiLevel(_) => f.maps.iter().chain([&f.pooled]).for_each(assert_grad),
-            Head::Simple(_) => {
-                assert_grad(f.maps.last().unwrap());
-                assert!(!f.pooled.grad().defined());
-            }
-            Head::Mlp(_) => assert_grad(&f.pooled),
+        let head = MlpD::new(vs.root(), &conditional, 6, 4);
+        let x = input(&[2, 6]);
+        let labels = Tensor::from_slice(&[2i64, 0]);
+        let y = head.forward(&x, Some(&labels));
+        // Zeroing the embedding removes exactly the projection term.
+        let with = vals(&y);
+        let _ = tch::no_grad(|| vs.variables()["embed"].shallow_clone().zero_());
+        let without = vals(&head.forward(&x, Some(&labels)));
+        assert!(
+            with.iter().zip(&without).all(|(a, b)| (a - b).abs() > 1e-6),
+            "{variant}"
+        );
+    }
+}
+
+/// Parameter count of a head built with the reference's dimensions (weights and biases).
+fn reference_params(member: &str, multi_level: bool) -> i64 {
+    let conv = |i: i64, o: i64, k: i64| i * o * k * k + o;
+    let fc = |i: i64, o: i64| i * o + o;
+    match (member, multi_level) {
+        ("clip_vit_b32", true) => {
+            2 * (conv(768, 256, 3) + conv(256, 1, 1)) + fc(512, 256) + fc(256, 1)
+        }
+        ("dino_vitb16", true) => {
+            2 * (conv(768, 128, 3) + conv(128, 1, 1)) + fc(768, 128) + fc(128, 1)
+        }
+        ("clip_vit_b32", false) => fc(512, 256) + fc(256, 1),
+        ("dino_vitb16", false) => fc(768, 256) + fc(256, 1),
+        ("swin_t", _) => conv(768, 256, 3) + fc(256 * 9, 256) + fc(256, 1),
+        ("vgg16", _) => conv(512, 256, 3) + fc(256 * 9, 256) + fc(256, 1),
+        // EfficientNet-Lite: SimpleD on the final 1280-channel map, 7×7 at Lite0's 224 pixels
+        // (3×3 after the conv), 8×8 and 9×9 at Lite1's 240 and Lite2's 260 (4×4).
+        ("efficientnet_lite0", _) => conv(1280, 256, 3) + fc(256 * 9, 256) + fc(256, 1),
+        (_, _) => conv(1280, 256, 3) + fc(256 * 16, 256) + fc(256, 1),
+    }
+}
+
+/// Every bank member (full-size random backbones) gets the reference's head: its parameter
+/// count, output shapes, and gradients flowing back to the images.
+#[test]
+fn heads_for_bank_members_have_the_reference_dimensions() {
+    tch::manual_seed(4);
+    for member in vagan::backbones::bank::MEMBERS {
+        let backbone = Backbone::random(member, Device::Cpu).unwrap();
+        let images = input(&[2, 3, 32, 32]);
+        let f = backbone.forward(&images);
+        for ml in [true, false] {
+            let vs = VarStore::new(Device::Cpu);
+            let head =
+                Head::for_backbone(vs.root(), &backbone, &HeadConfig::default(), ml).unwrap();
+            let params: i64 = vs
+                .trainable_variables()
+                .iter()
+                .map(|t| t.numel() as i64)
+                .sum();
+            assert_eq!(
+                params,
+                reference_params(member, ml),
+                "{member} multi_level={ml}"
+            );
+            let out = head.forward(&f, None);
+            let shapes: Vec<Vec<i64>> = out.iter().map(|o| o.size()).collect();
+            let vit = member.starts_with("clip") || member.starts_with("dino");
+            let want = if vit && ml {
+                vec![vec![2, 3, 3], vec![2, 3, 3], vec![2, 1]]
+            } else {
+                vec![vec![2, 1]]
+            };
+            assert_eq!(shapes, want, "{member} multi_level={ml}");
         }
     }
-    let e = Head::for_member(vs.root() / "x", "efficientnet_lite0", false).unwrap_err();
-    assert!(e.to_string().contains("efficientnet_lite0"));
+    // The gradient reaches the images through a backbone and its head.
+    let backbone = Backbone::random("swin_t", Device::Cpu).unwrap();
+    let vs = VarStore::new(Device::Cpu);
+    let head = Head::for_backbone(vs.root(), &backbone, &HeadConfig::default(), false).unwrap();
+    let images = input(&[2, 3, 32, 32]);
+    let out = head.forward(&backbone.forward(&images), None);
+    LossType::Sigmoid
+        .loss(&out, Target::Generator)
+        .mean(Kind::Float)
+        .backward();
+    assert_grad(&images);
 }

@@ -21,6 +21,12 @@ pub const MEMBERS: &[&str] = &[
     "efficientnet_lite2",
 ];
 
+#[derive(PartialEq, Eq)]
+enum Size {
+    Full,
+    Tiny,
+}
+
 enum Architecture {
     EfficientNet(EfficientNetLite),
     ViT(ViT),
@@ -62,26 +68,64 @@ fn member(name: &str) -> Result<&'static str> {
 impl Backbone {
     /// The network with its initial (random) weights: for tests and speed measurements.
     pub fn random(name: &str, device: Device) -> Result<Self> {
+        Self::build(name, Size::Full, device)
+    }
+
+    /// A tiny random network of the same architecture (the configuration the parity fixtures
+    /// use), for fast tests of everything built on the bank.
+    pub fn tiny(name: &str, device: Device) -> Result<Self> {
+        Self::build(name, Size::Tiny, device)
+    }
+
+    fn build(name: &str, size: Size, device: Device) -> Result<Self> {
         let name = member(name)?;
+        let tiny = size == Size::Tiny;
         let mut vs = VarStore::new(device);
         let root = vs.root();
+        let lite = |cfg: EfficientNetLiteConfig| {
+            let cfg = if tiny {
+                EfficientNetLiteConfig::tiny()
+            } else {
+                cfg
+            };
+            Architecture::EfficientNet(EfficientNetLite::new(root.clone(), &cfg))
+        };
         let net = match name {
-            "clip_vit_b32" => Architecture::ViT(ViT::new(root, &ViTConfig::clip_b32())),
-            "dino_vitb16" => Architecture::ViT(ViT::new(root, &ViTConfig::dino_b16())),
-            "swin_t" => Architecture::Swin(Swin::new(root, &SwinConfig::swin_t())),
-            "vgg16" => Architecture::Vgg(Vgg::new(root, &VggConfig::vgg16())),
-            "efficientnet_lite0" => Architecture::EfficientNet(EfficientNetLite::new(
+            "clip_vit_b32" => Architecture::ViT(ViT::new(
                 root,
-                &EfficientNetLiteConfig::lite0(),
+                &if tiny {
+                    ViTConfig::clip_tiny()
+                } else {
+                    ViTConfig::clip_b32()
+                },
             )),
-            "efficientnet_lite1" => Architecture::EfficientNet(EfficientNetLite::new(
+            "dino_vitb16" => Architecture::ViT(ViT::new(
                 root,
-                &EfficientNetLiteConfig::lite1(),
+                &if tiny {
+                    ViTConfig::dino_tiny()
+                } else {
+                    ViTConfig::dino_b16()
+                },
             )),
-            "efficientnet_lite2" => Architecture::EfficientNet(EfficientNetLite::new(
+            "swin_t" => Architecture::Swin(Swin::new(
                 root,
-                &EfficientNetLiteConfig::lite2(),
+                &if tiny {
+                    SwinConfig::tiny()
+                } else {
+                    SwinConfig::swin_t()
+                },
             )),
+            "vgg16" => Architecture::Vgg(Vgg::new(
+                root,
+                &if tiny {
+                    VggConfig::tiny(false)
+                } else {
+                    VggConfig::vgg16()
+                },
+            )),
+            "efficientnet_lite0" => lite(EfficientNetLiteConfig::lite0()),
+            "efficientnet_lite1" => lite(EfficientNetLiteConfig::lite1()),
+            "efficientnet_lite2" => lite(EfficientNetLiteConfig::lite2()),
             _ => unreachable!("member() checked the name"),
         };
         vs.freeze();
@@ -93,11 +137,18 @@ impl Backbone {
     pub fn load(name: &str, cache: &Cache, device: Device) -> Result<Self> {
         let backbone = Self::random(name, device)?;
         let file = cache.path(backbone.name)?;
+        backbone.load_weights(&file)?;
+        Ok(backbone)
+    }
+
+    /// Copies the weights of a checkpoint file (safetensors, in any key layout this network's
+    /// module understands) into the network.
+    pub fn load_weights(&self, file: &std::path::Path) -> Result<()> {
         let origin = file.display().to_string();
-        let (tensors, _) = crate::weights::load(&file)?;
+        let (tensors, _) = crate::weights::load(file)?;
         let tensors: HashMap<String, Tensor> = tensors.into_iter().collect();
-        let vs = &backbone.vs;
-        match &backbone.net {
+        let vs = &self.vs;
+        match &self.net {
             Architecture::EfficientNet(_) => {
                 crate::weights::load_into(vs, &tensors, &origin, |k| {
                     k.ends_with("num_batches_tracked")
@@ -118,7 +169,7 @@ impl Backbone {
                 crate::weights::load_into(vs, &tensors, &origin, vgg::is_unused_key)?
             }
         }
-        Ok(backbone)
+        Ok(())
     }
 
     /// Images in [-1, 1], `[N, 1 or 3, H, W]` at any resolution; each network resizes and
@@ -160,5 +211,15 @@ impl Backbone {
 
     pub fn device(&self) -> Device {
         self.vs.device()
+    }
+
+    /// The floating-point kind of the weights (inputs must match it).
+    pub fn kind(&self) -> tch::Kind {
+        self.vs.kind()
+    }
+
+    /// Converts the weights, e.g. to `Kind::Double` for parity tests.
+    pub fn set_kind(&mut self, kind: tch::Kind) {
+        self.vs.set_kind(kind);
     }
 }

@@ -15,7 +15,12 @@ pub const SQRT_2: f64 = std::f64::consts::SQRT_2;
 /// `self` only selects the slope, so it is detached: its derivative is zero anyway, and
 /// autograd would otherwise materialise and add that zero at every layer.
 pub fn lrelu(x: &Tensor) -> Tensor {
-    x.detach().leaky_relu_backward(x, 0.2, false) * SQRT_2
+    leaky_relu(x) * SQRT_2
+}
+
+/// Leaky ReLU with slope 0.2 and no gain (`nn.LeakyReLU(0.2)`), by the same native kernel.
+pub fn leaky_relu(x: &Tensor) -> Tensor {
+    x.detach().leaky_relu_backward(x, 0.2, false)
 }
 
 /// The separable [1, 3, 3, 1] low-pass filter, normalised to sum 1, as a 4×4 tensor.

@@ -12,6 +12,8 @@ use crate::data::{Dataset, Sampler};
 use crate::nets::{Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, NoiseMode};
 use crate::util::derive_seed;
 use crate::util::use_channels_last;
+use crate::vision_aided::{self as va, parse_loss_types, Augment, HeadConfig, HeadVariant, Target};
+use crate::weights::cache::Cache;
 use anyhow::{bail, ensure, Context, Result};
 use optim::Adam;
 use serde::{Deserialize, Serialize};
@@ -56,6 +58,66 @@ pub struct TrainOptions {
     pub diffaug: String,
     /// Side of the square grid of samples written at every snapshot.
     pub grid: i64,
+    /// The vision-aided ensemble added to the discriminator (None: the base GAN alone).
+    pub cv: Option<CvOptions>,
+}
+
+/// The vision-aided ensemble of a run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CvOptions {
+    /// '+'-joined bank members, e.g. `efficientnet_lite0+clip_vit_b32`.
+    pub bank: String,
+    /// '+'-joined loss types, one per network.
+    pub loss: String,
+    pub head: HeadVariant,
+    pub augment: Augment,
+    /// The vision-aided loss weight is 0 before this many thousand images, 1 after.
+    pub warmup_kimg: f64,
+}
+
+impl CvOptions {
+    pub fn networks(&self) -> Vec<&str> {
+        self.bank.split('+').map(str::trim).collect()
+    }
+
+    /// The reference's default loss for a network (§3): `multilevel_sigmoid` for CLIP and
+    /// DINO, `sigmoid` for the others, label-smoothed (`_s`) under DiffAugment as the
+    /// reference's progressive driver does.
+    pub fn default_loss(network: &str, augment: &Augment) -> String {
+        let base = if network.starts_with("clip") || network.starts_with("dino") {
+            "multilevel_sigmoid"
+        } else {
+            "sigmoid"
+        };
+        let smooth = matches!(augment, Augment::DiffAugment { .. });
+        format!("{base}{}", if smooth { "_s" } else { "" })
+    }
+
+    fn validate(&self) -> Result<()> {
+        let losses = parse_loss_types(&self.loss).context("--cv-loss")?;
+        let networks = self.networks();
+        ensure!(
+            networks.len() == losses.len(),
+            "--cv {} names {} networks but --cv-loss {} gives {} loss types",
+            self.bank,
+            networks.len(),
+            self.loss,
+            losses.len()
+        );
+        for n in &networks {
+            ensure!(
+                crate::backbones::bank::MEMBERS.contains(n),
+                "--cv: unknown network '{n}' (the bank: {})",
+                crate::backbones::bank::MEMBERS.join(", ")
+            );
+        }
+        ensure!(
+            self.warmup_kimg >= 0.0,
+            "--cv-warmup-kimg {}: must not be negative",
+            self.warmup_kimg
+        );
+        Ok(())
+    }
 }
 
 pub const G_REG_INTERVAL: u64 = 4;
@@ -100,6 +162,9 @@ impl TrainOptions {
             self.style_mixing
         );
         self.diffaug.parse::<Policy>().context("--diffaug")?;
+        if let Some(cv) = &self.cv {
+            cv.validate()?;
+        }
         Ok(())
     }
 
@@ -128,16 +193,19 @@ impl TrainOptions {
 
 /// Means of the values logged during one tick.
 #[derive(Default)]
-pub struct TickStats(BTreeMap<&'static str, (f64, u64)>);
+pub struct TickStats(BTreeMap<String, (f64, u64)>);
 
 impl TickStats {
-    fn add(&mut self, name: &'static str, v: f64) {
-        let e = self.0.entry(name).or_insert((0.0, 0));
+    fn add(&mut self, name: impl Into<String>, v: f64) {
+        let e = self.0.entry(name.into()).or_insert((0.0, 0));
         e.0 += v;
         e.1 += 1;
     }
-    fn means(&self) -> impl Iterator<Item = (&'static str, f64)> + '_ {
-        self.0.iter().map(|(k, (s, n))| (*k, s / *n as f64))
+    fn means(&self) -> impl Iterator<Item = (&str, f64)> + '_ {
+        self.0.iter().map(|(k, (s, n))| (k.as_str(), s / *n as f64))
+    }
+    fn mean(&self, name: &str) -> f64 {
+        self.0.get(name).map_or(0.0, |(s, n)| s / *n as f64)
     }
 }
 
@@ -169,6 +237,8 @@ pub struct Trainer {
     g_ema: Generator,
     opt_g: Adam,
     opt_d: Adam,
+    /// The vision-aided ensemble and its heads' optimiser.
+    cv: Option<(va::Discriminator, Adam)>,
     pub state: TrainState,
     grid_z: Tensor,
 }
@@ -214,9 +284,11 @@ impl Trainer {
             cur_tick: 0,
             batch_idx: 0,
             pl_mean: 0.0,
-            opt_g_step: 0,
-            opt_d_step: 0,
             total_time_s: 0.0,
+        };
+        let mut cv = match &opts.cv {
+            Some(c) => Some(build_ensemble(&opts, c, d_reg, device)?),
+            None => None,
         };
         if let Some(path) = resume {
             let snap = Snapshot::load(path)?;
@@ -229,8 +301,24 @@ impl Trainer {
             snap.restore("D", &vs_d)?;
             snap.restore("G_ema", &vs_ema)?;
             state = snap.meta.state.clone();
-            opt_g.load_state(state.opt_g_step, &|k| snap.get(&format!("opt_G.{k}")))?;
-            opt_d.load_state(state.opt_d_step, &|k| snap.get(&format!("opt_D.{k}")))?;
+            opt_g.load_state(&|k| snap.get(&format!("opt_G.{k}")), |_| false)?;
+            opt_d.load_state(&|k| snap.get(&format!("opt_D.{k}")), |_| false)?;
+            match &mut cv {
+                Some((ens, opt_cv)) => {
+                    // Networks added since the snapshot keep their fresh heads and optimiser state.
+                    let saved: Vec<&str> = snap.meta.cv.iter().map(|m| m.name.as_str()).collect();
+                    let fresh =
+                        |name: &str| !saved.iter().any(|s| name.starts_with(&format!("{s}.")));
+                    snap.restore_partial("CV", ens.heads(), fresh)?;
+                    opt_cv.load_state(&|k| snap.get(&format!("opt_CV.{k}")), fresh)?;
+                    ens.restore_state(&snap.meta.cv)?;
+                }
+                None => ensure!(
+                    snap.meta.cv.is_empty(),
+                    "{}: the snapshot has vision-aided networks; resume it with its options",
+                    path.display()
+                ),
+            }
         }
         let sampler = Sampler::new(dataset.len(), opts.mirror, opts.seed);
         // Fixed latents for the sample grids, drawn from their own seed.
@@ -257,6 +345,7 @@ impl Trainer {
             g_ema,
             opt_g,
             opt_d,
+            cv,
             state,
             grid_z,
         })
@@ -306,11 +395,20 @@ impl Trainer {
         self.vs_d.freeze();
         let (fake, _) = self.run_g(&self.latents(batch));
         let fake_logits = self.d.forward(&self.aug(&fake));
-        let loss_g = fake_logits.neg().softplus().mean(None::<Kind>);
+        let mut loss_g = fake_logits.neg().softplus().mean(None::<Kind>);
         stats.add(
             "loss_G",
             checked(&loss_g, "the generator loss", &self.state)?,
         );
+        let cv_on = self.cv_active();
+        if let Some((ens, _)) = self.cv.as_mut().filter(|_| cv_on) {
+            let l = ens.loss(&fake, Target::Generator)?;
+            stats.add(
+                "loss_G_cv",
+                checked(&l, "the vision-aided generator loss", &self.state)?,
+            );
+            loss_g = loss_g + l;
+        }
         self.opt_g.zero_grad();
         loss_g.backward();
         self.opt_g.step();
@@ -365,9 +463,27 @@ impl Trainer {
             "score_fake",
             fake_logits.mean(None::<Kind>).double_value(&[]),
         );
+        let loss_d = match self.cv.as_mut().filter(|_| cv_on) {
+            Some((ens, opt_cv)) => {
+                let l = ens.loss(&fake, Target::Fake)? + ens.loss(&real, Target::Real)?;
+                stats.add(
+                    "loss_D_cv",
+                    checked(&l, "the vision-aided discriminator loss", &self.state)?,
+                );
+                opt_cv.zero_grad();
+                loss_d + l
+            }
+            None => loss_d,
+        };
         self.opt_d.zero_grad();
         loss_d.backward();
         self.opt_d.step();
+        if let Some((ens, opt_cv)) = self.cv.as_mut().filter(|_| cv_on) {
+            opt_cv.step();
+            if self.state.batch_idx % va::ensemble::ADA_INTERVAL == 0 {
+                ens.adjust_ada(batch as u64 * va::ensemble::ADA_INTERVAL);
+            }
+        }
 
         // D regularisation: lazy R1 on the reals, weighted by the interval.
         if self.opts.gamma > 0.0 && self.state.batch_idx % D_REG_INTERVAL == 0 {
@@ -380,13 +496,17 @@ impl Trainer {
             self.opt_d.zero_grad();
             loss.backward();
             self.opt_d.step();
+            // As the reference: the heads' optimiser also steps after the R1 phase, with zero
+            // gradients (no R1 on the heads), which only decays its second moments.
+            if let Some((_, opt_cv)) = self.cv.as_mut().filter(|_| cv_on) {
+                opt_cv.zero_grad();
+                opt_cv.step();
+            }
         }
 
         self.update_ema();
         self.state.cur_nimg += batch as u64;
         self.state.batch_idx += 1;
-        self.state.opt_g_step = self.opt_g.step;
-        self.state.opt_d_step = self.opt_d.step;
         Ok(())
     }
 
@@ -417,23 +537,33 @@ impl Trainer {
             g: self.g.cfg.clone(),
             d: self.d.cfg.clone(),
             state: self.state.clone(),
+            cv: self.cv.as_ref().map_or_else(Vec::new, |(e, _)| e.state()),
         }
     }
 
     pub fn save_snapshot(&self) -> Result<PathBuf> {
         let path = self.run_dir.join(snapshot::file_name(self.state.cur_nimg));
-        Snapshot::save(
-            &path,
-            &self.meta(),
-            &[
-                ("G", named(&self.vs_g)),
-                ("D", named(&self.vs_d)),
-                ("G_ema", named(&self.vs_ema)),
-                ("opt_G", self.opt_g.state()),
-                ("opt_D", self.opt_d.state()),
-            ],
-        )?;
+        let mut groups = vec![
+            ("G", named(&self.vs_g)),
+            ("D", named(&self.vs_d)),
+            ("G_ema", named(&self.vs_ema)),
+            ("opt_G", self.opt_g.state()),
+            ("opt_D", self.opt_d.state()),
+        ];
+        if let Some((ens, opt_cv)) = &self.cv {
+            groups.push(("CV", named(ens.heads())));
+            groups.push(("opt_CV", opt_cv.state()));
+        }
+        Snapshot::save(&path, &self.meta(), &groups)?;
         Ok(path)
+    }
+
+    /// Whether the vision-aided loss counts at this step (λ = 1 after the warm-up).
+    fn cv_active(&self) -> bool {
+        self.opts
+            .cv
+            .as_ref()
+            .is_some_and(|c| self.state.cur_nimg as f64 >= c.warmup_kimg * 1000.0)
     }
 
     /// Samples of G_ema for the fixed grid latents (constant noise).
@@ -562,8 +692,8 @@ impl Trainer {
                 self.state.cur_nimg as f64 / 1000.0,
                 self.opts.kimg,
                 rate,
-                stats.0.get("loss_G").map_or(0.0, |(s, n)| s / *n as f64),
-                stats.0.get("loss_D").map_or(0.0, |(s, n)| s / *n as f64),
+                stats.mean("loss_G"),
+                stats.mean("loss_D"),
             ));
             let done = self.state.cur_nimg >= total;
             if !done && self.state.cur_nimg < n0 + tick_nimg {
@@ -584,6 +714,12 @@ impl Trainer {
             line.insert("peak_rss_gb".into(), peak_rss_gb().into());
             for (k, v) in stats.means() {
                 line.insert(k.into(), v.into());
+            }
+            if let Some((ens, _)) = &self.cv {
+                line.insert("cv_active".into(), self.cv_active().into());
+                for m in ens.state() {
+                    line.insert(format!("cv_ada_p.{}", m.name), m.ada_p.into());
+                }
             }
             line.insert(
                 "timestamp".into(),
@@ -618,6 +754,37 @@ impl Trainer {
             None => snapshot::latest(&self.run_dir),
         }
     }
+}
+
+/// The run's vision-aided ensemble with its heads' Adam (the D learning rate, β = (0, 0.99),
+/// the lazy-regularisation rescaling as for D). Each head is drawn from a seed of its own
+/// (the run's seed and the network's position), so a network added on resume gets the head it
+/// would have had in a fresh run.
+fn build_ensemble(
+    opts: &TrainOptions,
+    c: &CvOptions,
+    d_reg: Option<i64>,
+    device: Device,
+) -> Result<(va::Discriminator, Adam)> {
+    let cache = Cache::open_default()?;
+    let head = HeadConfig {
+        variant: c.head,
+        num_classes: 0,
+    };
+    let mut ens = va::Discriminator::new(head, c.augment.clone(), device)?;
+    for (i, (name, loss)) in c
+        .networks()
+        .iter()
+        .zip(parse_loss_types(&c.loss)?)
+        .enumerate()
+    {
+        let backbone = crate::backbones::bank::Backbone::load(name, &cache, device)
+            .with_context(|| format!("--cv: network '{name}'"))?;
+        tch::manual_seed(derive_seed(opts.seed, u64::MAX - 1 - i as u64) as i64);
+        ens.add(backbone, loss)?;
+    }
+    let opt = Adam::lazy(ens.heads(), opts.dlr, (0.0, 0.99), 1e-8, d_reg);
+    Ok((ens, opt))
 }
 
 /// Per-sample R1 penalty ‖∇_x D(aug(x))‖² on real images, with a graph for the backward pass.

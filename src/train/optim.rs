@@ -8,7 +8,9 @@ pub struct Adam {
     params: Vec<(String, Tensor)>,
     exp_avg: Vec<Tensor>,
     exp_avg_sq: Vec<Tensor>,
-    pub step: i64,
+    /// Steps taken per parameter (a parameter added to a resumed run starts at 0, as a fresh
+    /// PyTorch param group does, so its bias correction is right).
+    steps: Vec<i64>,
     pub lr: f64,
     pub beta1: f64,
     pub beta2: f64,
@@ -27,11 +29,12 @@ impl Adam {
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let exp_avg = params.iter().map(|(_, p)| p.zeros_like()).collect();
         let exp_avg_sq = params.iter().map(|(_, p)| p.zeros_like()).collect();
+        let steps = vec![0; params.len()];
         Self {
             params,
             exp_avg,
             exp_avg_sq,
-            step: 0,
+            steps,
             lr,
             beta1,
             beta2,
@@ -60,15 +63,15 @@ impl Adam {
     }
 
     pub fn step(&mut self) {
-        self.step += 1;
-        let bc1 = 1.0 - self.beta1.powi(self.step as i32);
-        let bc2 = 1.0 - self.beta2.powi(self.step as i32);
         tch::no_grad(|| {
             for (i, (_, p)) in self.params.iter_mut().enumerate() {
                 let mut g = p.grad();
                 if !g.defined() {
                     continue;
                 }
+                self.steps[i] += 1;
+                let bc1 = 1.0 - self.beta1.powi(self.steps[i] as i32);
+                let bc2 = 1.0 - self.beta2.powi(self.steps[i] as i32);
                 // As StyleGAN2-ADA: a non-finite gradient entry must not poison the moments.
                 let _ = g.nan_to_num_(0.0, 1e5, -1e5);
                 let m = &mut self.exp_avg[i];
@@ -83,41 +86,52 @@ impl Adam {
         });
     }
 
-    /// The moments as named tensors (`exp_avg.<param>`, `exp_avg_sq.<param>`).
-    pub fn state(&self) -> Vec<(String, Tensor)> {
-        self.params
-            .iter()
-            .zip(self.exp_avg.iter().zip(&self.exp_avg_sq))
-            .flat_map(|((n, _), (m, v))| {
-                [
-                    (format!("exp_avg.{n}"), m.shallow_clone()),
-                    (format!("exp_avg_sq.{n}"), v.shallow_clone()),
-                ]
-            })
-            .collect()
+    /// The number of steps taken (by the longest-trained parameter).
+    pub fn step_count(&self) -> i64 {
+        self.steps.iter().copied().max().unwrap_or(0)
     }
 
-    /// Restores the moments saved by [`Adam::state`]; missing entries are an error.
+    /// The state as named tensors (`exp_avg.<param>`, `exp_avg_sq.<param>`, `step.<param>`).
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::with_capacity(3 * self.params.len());
+        for (i, (n, _)) in self.params.iter().enumerate() {
+            out.push((format!("exp_avg.{n}"), self.exp_avg[i].shallow_clone()));
+            out.push((
+                format!("exp_avg_sq.{n}"),
+                self.exp_avg_sq[i].shallow_clone(),
+            ));
+            out.push((format!("step.{n}"), Tensor::from(self.steps[i])));
+        }
+        out
+    }
+
+    /// Restores the state saved by [`Adam::state`]. A parameter for which `fresh` is true may
+    /// be missing (it was added since) and starts from zero moments; any other missing entry
+    /// is an error.
     pub fn load_state(
         &mut self,
-        step: i64,
         lookup: &impl Fn(&str) -> Option<Tensor>,
+        fresh: impl Fn(&str) -> bool,
     ) -> anyhow::Result<()> {
         tch::no_grad(|| -> anyhow::Result<()> {
             for (i, (n, _)) in self.params.iter().enumerate() {
+                let step = lookup(&format!("step.{n}"));
+                if step.is_none() && fresh(n) {
+                    continue;
+                }
+                let missing = |key: &str| anyhow::anyhow!("optimiser state {key} missing");
+                self.steps[i] = step
+                    .ok_or_else(|| missing(&format!("step.{n}")))?
+                    .int64_value(&[]);
                 for (prefix, dst) in [
                     ("exp_avg", &mut self.exp_avg[i]),
                     ("exp_avg_sq", &mut self.exp_avg_sq[i]),
                 ] {
                     let key = format!("{prefix}.{n}");
-                    let src = lookup(&key)
-                        .ok_or_else(|| anyhow::anyhow!("optimiser state {key} missing"))?;
-                    dst.f_copy_(&src)?;
+                    dst.f_copy_(&lookup(&key).ok_or_else(|| missing(&key))?)?;
                 }
             }
             Ok(())
-        })?;
-        self.step = step;
-        Ok(())
+        })
     }
 }

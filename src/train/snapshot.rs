@@ -1,5 +1,6 @@
-//! Snapshots: one safetensors file with G, D, G_ema, both optimisers' moments, and a JSON
-//! metadata entry with the options, network configurations and training counters.
+//! Snapshots: one safetensors file with G, D, G_ema, the vision-aided heads (`CV`), every
+//! optimiser's state, and a JSON metadata entry with the options, network configurations,
+//! training counters and the vision-aided networks' ADA state.
 use super::TrainOptions;
 use crate::nets::{DiscriminatorConfig, Generator, GeneratorConfig};
 use anyhow::{ensure, Context, Result};
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const META_KEY: &str = "vagan";
 
 /// Everything besides tensors that a resumed run needs to continue exactly. Random numbers are
@@ -22,8 +23,6 @@ pub struct TrainState {
     pub batch_idx: u64,
     /// Running mean of path lengths (path-length regularisation).
     pub pl_mean: f64,
-    pub opt_g_step: i64,
-    pub opt_d_step: i64,
     /// Wall-clock seconds spent training so far (for the logs only).
     pub total_time_s: f64,
 }
@@ -35,6 +34,8 @@ pub struct SnapshotMeta {
     pub g: GeneratorConfig,
     pub d: DiscriminatorConfig,
     pub state: TrainState,
+    /// The vision-aided networks' state besides their head weights (empty without them).
+    pub cv: Vec<crate::vision_aided::MemberState>,
 }
 
 /// File name of the snapshot taken after `nimg` images: kimg as in StyleGAN2-ADA, with the
@@ -130,17 +131,29 @@ impl Snapshot {
 
     /// Copies the tensors saved under `prefix` into every variable of `vs`.
     pub fn restore(&self, prefix: &str, vs: &VarStore) -> Result<()> {
+        self.restore_partial(prefix, vs, |_| false)
+    }
+
+    /// [`Snapshot::restore`], leaving the variables for which `fresh(name)` holds as they are
+    /// when the snapshot lacks them.
+    pub fn restore_partial(
+        &self,
+        prefix: &str,
+        vs: &VarStore,
+        fresh: impl Fn(&str) -> bool,
+    ) -> Result<()> {
         let dotted = format!("{prefix}.");
         let group: HashMap<String, Tensor> = self
             .tensors
             .iter()
             .filter_map(|(k, t)| Some((k.strip_prefix(&dotted)?.to_string(), t.shallow_clone())))
             .collect();
-        crate::weights::load_into(
+        crate::weights::load_into_partial(
             vs,
             &group,
             &format!("{} ({prefix})", self.path.display()),
             |_| false,
+            fresh,
         )
     }
 

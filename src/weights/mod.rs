@@ -94,6 +94,18 @@ pub fn load_into(
     origin: &str,
     ignore: impl Fn(&str) -> bool,
 ) -> Result<()> {
+    load_into_partial(vs, tensors, origin, ignore, |_| false)
+}
+
+/// [`load_into`], except that variables for which `fresh(name)` holds may be missing from
+/// `tensors` (they keep their values: parts added to a network since the file was written).
+pub fn load_into_partial(
+    vs: &tch::nn::VarStore,
+    tensors: &HashMap<String, Tensor>,
+    origin: &str,
+    ignore: impl Fn(&str) -> bool,
+    fresh: impl Fn(&str) -> bool,
+) -> Result<()> {
     let vars = vs.variables();
     let mut unused: Vec<&String> = tensors
         .keys()
@@ -105,9 +117,11 @@ pub fn load_into(
     }
     tch::no_grad(|| -> Result<()> {
         for (name, mut var) in vars {
-            let src = tensors
-                .get(&name)
-                .with_context(|| format!("{origin}: tensor {name} missing"))?;
+            let src = match tensors.get(&name) {
+                Some(src) => src,
+                None if fresh(&name) => continue,
+                None => bail!("{origin}: tensor {name} missing"),
+            };
             if src.size() != var.size() {
                 bail!(
                     "{origin}: tensor {name} has shape {:?}, the network expects {:?}",
