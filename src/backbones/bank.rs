@@ -21,10 +21,49 @@ pub const MEMBERS: &[&str] = &[
     "efficientnet_lite2",
 ];
 
-#[derive(PartialEq, Eq)]
-enum Size {
-    Full,
-    Tiny,
+/// An architecture with its configuration.
+#[derive(Debug, Clone)]
+pub enum Config {
+    EfficientNet(EfficientNetLiteConfig),
+    ViT(ViTConfig),
+    Swin(SwinConfig),
+    Vgg(VggConfig),
+}
+
+impl Config {
+    /// A member's configuration: the full network, or its tiny test configuration.
+    pub fn of(name: &str, tiny: bool) -> Result<Self> {
+        let pick = |full: fn() -> Self, small: fn() -> Self| if tiny { small() } else { full() };
+        let lite = |full: fn() -> EfficientNetLiteConfig| {
+            Config::EfficientNet(if tiny {
+                EfficientNetLiteConfig::tiny()
+            } else {
+                full()
+            })
+        };
+        Ok(match member(name)? {
+            "clip_vit_b32" => pick(
+                || Config::ViT(ViTConfig::clip_b32()),
+                || Config::ViT(ViTConfig::clip_tiny()),
+            ),
+            "dino_vitb16" => pick(
+                || Config::ViT(ViTConfig::dino_b16()),
+                || Config::ViT(ViTConfig::dino_tiny()),
+            ),
+            "swin_t" => pick(
+                || Config::Swin(SwinConfig::swin_t()),
+                || Config::Swin(SwinConfig::tiny()),
+            ),
+            "vgg16" => pick(
+                || Config::Vgg(VggConfig::vgg16()),
+                || Config::Vgg(VggConfig::tiny(false)),
+            ),
+            "efficientnet_lite0" => lite(EfficientNetLiteConfig::lite0),
+            "efficientnet_lite1" => lite(EfficientNetLiteConfig::lite1),
+            "efficientnet_lite2" => lite(EfficientNetLiteConfig::lite2),
+            _ => unreachable!("member() checked the name"),
+        })
+    }
 }
 
 enum Architecture {
@@ -68,65 +107,26 @@ fn member(name: &str) -> Result<&'static str> {
 impl Backbone {
     /// The network with its initial (random) weights: for tests and speed measurements.
     pub fn random(name: &str, device: Device) -> Result<Self> {
-        Self::build(name, Size::Full, device)
+        Self::with_config(name, &Config::of(name, false)?, device)
     }
 
     /// A tiny random network of the same architecture (the configuration the parity fixtures
     /// use), for fast tests of everything built on the bank.
     pub fn tiny(name: &str, device: Device) -> Result<Self> {
-        Self::build(name, Size::Tiny, device)
+        Self::with_config(name, &Config::of(name, true)?, device)
     }
 
-    fn build(name: &str, size: Size, device: Device) -> Result<Self> {
+    /// The member `name` (its heads and defaults follow the name) built with any configuration
+    /// of its architecture, random weights.
+    pub fn with_config(name: &str, cfg: &Config, device: Device) -> Result<Self> {
         let name = member(name)?;
-        let tiny = size == Size::Tiny;
         let mut vs = VarStore::new(device);
         let root = vs.root();
-        let lite = |cfg: EfficientNetLiteConfig| {
-            let cfg = if tiny {
-                EfficientNetLiteConfig::tiny()
-            } else {
-                cfg
-            };
-            Architecture::EfficientNet(EfficientNetLite::new(root.clone(), &cfg))
-        };
-        let net = match name {
-            "clip_vit_b32" => Architecture::ViT(ViT::new(
-                root,
-                &if tiny {
-                    ViTConfig::clip_tiny()
-                } else {
-                    ViTConfig::clip_b32()
-                },
-            )),
-            "dino_vitb16" => Architecture::ViT(ViT::new(
-                root,
-                &if tiny {
-                    ViTConfig::dino_tiny()
-                } else {
-                    ViTConfig::dino_b16()
-                },
-            )),
-            "swin_t" => Architecture::Swin(Swin::new(
-                root,
-                &if tiny {
-                    SwinConfig::tiny()
-                } else {
-                    SwinConfig::swin_t()
-                },
-            )),
-            "vgg16" => Architecture::Vgg(Vgg::new(
-                root,
-                &if tiny {
-                    VggConfig::tiny(false)
-                } else {
-                    VggConfig::vgg16()
-                },
-            )),
-            "efficientnet_lite0" => lite(EfficientNetLiteConfig::lite0()),
-            "efficientnet_lite1" => lite(EfficientNetLiteConfig::lite1()),
-            "efficientnet_lite2" => lite(EfficientNetLiteConfig::lite2()),
-            _ => unreachable!("member() checked the name"),
+        let net = match cfg {
+            Config::EfficientNet(c) => Architecture::EfficientNet(EfficientNetLite::new(root, c)),
+            Config::ViT(c) => Architecture::ViT(ViT::new(root, c)),
+            Config::Swin(c) => Architecture::Swin(Swin::new(root, c)),
+            Config::Vgg(c) => Architecture::Vgg(Vgg::new(root, c)),
         };
         vs.freeze();
         crate::util::use_channels_last(&vs);

@@ -43,23 +43,7 @@
 //! ```
 use super::heads::{Head, HeadConfig, HeadVariant};
 use super::losses::{parse_loss_types, LossType, Target};
-use crate::augment::Policy;
-use ada_shim::AdaPipeline;
-// TEMPORARY until src/augment/ada.rs lands
-mod ada_shim {
-    pub struct AdaPipeline;
-    impl std::str::FromStr for AdaPipeline {
-        type Err = anyhow::Error;
-        fn from_str(_: &str) -> anyhow::Result<Self> {
-            Ok(AdaPipeline)
-        }
-    }
-    impl AdaPipeline {
-        pub fn apply(&self, x: &tch::Tensor, _p: f64) -> tch::Tensor {
-            x.shallow_clone()
-        }
-    }
-}
+use crate::augment::{AdaPipeline, Policy};
 use crate::backbones::bank::Backbone;
 use crate::weights::cache::Cache;
 use anyhow::{bail, ensure, Context, Result};
@@ -318,21 +302,28 @@ impl Discriminator {
         })
     }
 
-    /// Adds a network with a fresh head (drawn from libtorch's global generator) under the
-    /// backbone's name, and ADA probability 0.
+    /// Adds a network with the reference's head for it, fresh (drawn from libtorch's global
+    /// generator), under the backbone's name, and ADA probability 0.
     pub fn add(&mut self, backbone: Backbone, loss: LossType) -> Result<()> {
+        self.add_with_head(backbone, loss, |vs, cfg, backbone| {
+            Head::for_backbone(vs, backbone, cfg, loss.is_multilevel())
+        })
+    }
+
+    /// [`Discriminator::add`] with a head of the caller's making, built under the var-store
+    /// path it is given (e.g. other widths than the reference's).
+    pub fn add_with_head(
+        &mut self,
+        backbone: Backbone,
+        loss: LossType,
+        head: impl FnOnce(tch::nn::Path, &HeadConfig, &Backbone) -> Result<Head>,
+    ) -> Result<()> {
         let name = backbone.name;
         ensure!(
             self.members.iter().all(|m| m.name() != name),
             "vision-aided network '{name}' is already in the ensemble"
         );
-        let multi_level = loss.is_multilevel();
-        let head = Head::for_backbone(
-            self.vs.root() / name,
-            &backbone,
-            &self.head_cfg,
-            multi_level,
-        )?;
+        let head = head(self.vs.root() / name, &self.head_cfg, &backbone)?;
         ensure!(
             !head.is_multilevel() || loss.is_multilevel(),
             "{name}: loss {loss} does not take the multi-level head's outputs"

@@ -56,7 +56,8 @@ impl SpectralNorm {
             let mut u = self.u.shallow_clone();
             u.copy_(&normalize(&w.detach().mv(&self.v)));
         });
-        let sigma = self.u.dot(&w.mv(&self.v));
+        // Copies: later passes update u and v in place while this graph still needs them.
+        let sigma = self.u.copy().dot(&w.mv(&self.v.copy()));
         &self.weight_orig / sigma
     }
 }

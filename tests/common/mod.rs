@@ -57,6 +57,7 @@ pub fn tiny_options(data: PathBuf) -> TrainOptions {
         mirror: true,
         diffaug: "color,translation,cutout".into(),
         grid: 2,
+        cv: None,
     }
 }
 
@@ -158,4 +159,76 @@ pub fn assert_map_pooled_match(
     let prefix = format!("{label} ");
     assert_rel_within_1e4(&checks, &prefix, &prefix);
     assert_frozen(vs);
+}
+
+/// Held by every test that trains: the training loop reseeds libtorch's global generator,
+/// which tests running on parallel threads of one process would otherwise share.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Trains `straight` in one go and in two halves (a snapshot after `straight.kimg / 2`, a new
+/// trainer resuming from it), asserts that both end with identical tensors and counters, and
+/// returns the final snapshot.
+pub fn assert_resume_is_exact(
+    straight: vagan::train::TrainOptions,
+    tmp: &std::path::Path,
+) -> std::path::PathBuf {
+    let _serial = serial();
+    let dev = tch::Device::Cpu;
+    let mut a = vagan::train::Trainer::new(straight.clone(), &tmp.join("a"), dev, None).unwrap();
+    let a_last = a.run(false).unwrap();
+
+    let mut half = straight.clone();
+    half.kimg = straight.kimg / 2.0;
+    let half_nimg = (half.kimg * 1000.0).round() as u64;
+    let mut b = vagan::train::Trainer::new(half, &tmp.join("b"), dev, None).unwrap();
+    let b_mid = b.run(false).unwrap();
+    assert!(
+        b_mid.ends_with(vagan::train::snapshot::file_name(half_nimg)),
+        "{}",
+        b_mid.display()
+    );
+    drop(b);
+    let mut b =
+        vagan::train::Trainer::new(straight.clone(), &tmp.join("b"), dev, Some(&b_mid)).unwrap();
+    assert_eq!(b.state.batch_idx, half_nimg / straight.batch as u64);
+    let b_last = b.run(false).unwrap();
+
+    let (sa, sb) = (
+        vagan::train::snapshot::Snapshot::load(&a_last).unwrap(),
+        vagan::train::snapshot::Snapshot::load(&b_last).unwrap(),
+    );
+    let (ta, _) = vagan::weights::load(&a_last).unwrap();
+    let (tb, _) = vagan::weights::load(&b_last).unwrap();
+    assert_eq!(ta.len(), tb.len());
+    for ((na, xa), (nb, xb)) in ta.iter().zip(&tb) {
+        assert_eq!(na, nb);
+        assert!(
+            xa.equal(xb),
+            "tensor {na} differs after resume (max abs diff {})",
+            (xa - xb).abs().max().double_value(&[])
+        );
+    }
+    let (mut ma, mut mb) = (sa.meta.state.clone(), sb.meta.state.clone());
+    ma.total_time_s = 0.0;
+    mb.total_time_s = 0.0;
+    assert_eq!(ma, mb);
+    assert_eq!(ma.batch_idx, 2 * half_nimg / straight.batch as u64);
+    // Training moved the weights: the comparison above is not between two untouched networks.
+    let init = vagan::train::Trainer::new(straight, &tmp.join("c"), dev, None).unwrap();
+    init.save_snapshot().unwrap();
+    let (tc, _) =
+        vagan::weights::load(&vagan::train::snapshot::latest(&tmp.join("c")).unwrap()).unwrap();
+    for prefix in ["G.", "CV."] {
+        let changed = ta
+            .iter()
+            .zip(&tc)
+            .filter(|((n, _), _)| n.starts_with(prefix))
+            .any(|((_, x), (_, y))| !x.equal(y));
+        let present = ta.iter().any(|(n, _)| n.starts_with(prefix));
+        assert!(changed || !present, "training did not change {prefix}");
+    }
+    a_last
 }
