@@ -292,3 +292,54 @@ fn cli_says_when_a_folder_has_too_few_images() {
     );
     assert!(err.contains("fake"), "{err}");
 }
+
+#[test]
+fn cli_measures_a_snapshot_against_a_dataset_file_and_caches_the_real_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_dataset(dir.path(), 8);
+    let run = dir.path().join("run");
+    {
+        let _serial = common::serial();
+        let mut trainer =
+            vagan::train::Trainer::new(common::tiny_options(data.clone()), &run, Device::Cpu, None)
+                .unwrap();
+        trainer.run(false).unwrap();
+    }
+    // A private VAGAN_HOME that sees the real weights cache.
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::os::unix::fs::symlink(Cache::default_dir().unwrap(), home.join("weights")).unwrap();
+    let measure = || {
+        let out = vagan()
+            .env("VAGAN_HOME", &home)
+            .args([
+                "metrics", "fid", "--device", "cpu", "--json", "--num", "5", "--real",
+            ])
+            .arg(&data)
+            .arg("--fake")
+            .arg(&run)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let first = measure();
+    assert_eq!(first["num_real"], 8);
+    assert_eq!(first["num_fake"], 5);
+    assert!(first["fake"]
+        .as_str()
+        .unwrap()
+        .contains("network-snapshot-"));
+    let cached: Vec<_> = std::fs::read_dir(home.join("stats")).unwrap().collect();
+    assert_eq!(cached.len(), 1);
+    let second = measure();
+    assert_eq!(
+        first["value"], second["value"],
+        "the same seeds, the cached real statistics"
+    );
+    assert!(first["value"].as_f64().unwrap() > 0.0);
+}
