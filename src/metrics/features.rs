@@ -113,7 +113,10 @@ pub enum ImageSet {
     Dataset { path: PathBuf, dataset: Dataset },
     /// A snapshot's G_ema: image i from the latent of seed i (as `vagan generate`), truncation 1,
     /// constant noise.
-    Snapshot { path: PathBuf, snapshot: Snapshot },
+    Snapshot {
+        path: PathBuf,
+        snapshot: Box<Snapshot>,
+    },
 }
 
 impl ImageSet {
@@ -133,8 +136,9 @@ impl ImageSet {
                 .then(|| path.to_path_buf())
         };
         if let Some(file) = snapshot_file {
-            let snapshot =
-                Snapshot::load(&file).with_context(|| format!("{flag} {}", path.display()))?;
+            let snapshot = Box::new(
+                Snapshot::load(&file).with_context(|| format!("{flag} {}", path.display()))?,
+            );
             return Ok(Self::Snapshot {
                 path: file,
                 snapshot,
