@@ -126,8 +126,8 @@ struct TrainArgs {
     #[arg(long, conflicts_with = "outdir")]
     run_dir: Option<PathBuf>,
     /// Continue a run exactly: a run directory (its latest snapshot) or a snapshot file.
-    /// The run's own options are used; only --kimg, --snap, --device and --threads may change,
-    /// and --cv (with --cv-loss) may append vision-aided networks.
+    /// The run's own options are used; only --kimg, --snap, --metrics, --device and --threads
+    /// may change, and --cv (with --cv-loss) may append vision-aided networks.
     #[arg(long)]
     resume: Option<PathBuf>,
     /// Total training length in thousands of images.
@@ -207,6 +207,10 @@ struct TrainArgs {
     /// Thousands of images trained before the vision-aided loss is switched on.
     #[arg(long)]
     cv_warmup_kimg: Option<f64>,
+    /// Metrics at every snapshot, comma-separated: fid<N>k (N thousand G_ema images against the
+    /// whole dataset), e.g. fid5k; the first one picks network-snapshot-best. May change on --resume.
+    #[arg(long, value_delimiter = ',')]
+    metrics: Option<Vec<String>>,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -406,6 +410,9 @@ fn train(a: TrainArgs) -> Result<()> {
             opts.snap = s;
         }
         opts.cv = a.cv_options(opts.cv.as_ref())?;
+        if let Some(m) = &a.metrics {
+            opts.metrics = m.clone();
+        }
         (opts, run_dir, snap_path)
     } else {
         let data = a.data.clone().context("--data is required (or --resume)")?;
@@ -473,6 +480,7 @@ fn train(a: TrainArgs) -> Result<()> {
                 .unwrap_or_else(|| "color,translation,cutout".into()),
             grid: a.grid.unwrap_or(8),
             cv: a.cv_options(None)?,
+            metrics: a.metrics.clone().unwrap_or_default(),
         };
         (opts, run_dir, None)
     };

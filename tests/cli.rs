@@ -565,3 +565,144 @@ fn weights_import_list_and_offline_hub_fetch() {
         );
     }
 }
+
+/// `--metrics`: FID at every snapshot into metric-<name>.jsonl, the value `vagan metrics fid`
+/// gives for the same snapshot, the best snapshot kept, and a resume from the first snapshot
+/// rewriting the same lines. Needs `vagan weights fetch inception_fid`.
+#[test]
+fn metrics_during_training_and_the_best_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset_file(tmp.path(), "8");
+    let out = tmp.path().join("runs");
+    let run = |extra: &[&str]| ok(&strs(&tiny_train(&data, &out, "0.048", extra)));
+    run(&["--metrics", "fid16"]);
+    let dir = only_run_dir(&out);
+    let read = || {
+        let text = std::fs::read_to_string(dir.join("metric-fid16.jsonl")).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let lines = read();
+    assert_eq!(lines.len(), 3);
+    let fids: Vec<f64> = lines
+        .iter()
+        .map(|l| l["results"]["fid16"].as_f64().unwrap())
+        .collect();
+    assert!(fids.iter().all(|f| f.is_finite() && *f > 0.0), "{fids:?}");
+    // The best snapshot is a copy of the snapshot with the lowest FID.
+    let best = lines
+        .iter()
+        .min_by(|a, b| {
+            a["results"]["fid16"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["results"]["fid16"].as_f64().unwrap())
+        })
+        .unwrap();
+    let best_file = dir.join(best["snapshot"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read(dir.join("network-snapshot-best.safetensors")).unwrap(),
+        std::fs::read(&best_file).unwrap()
+    );
+    // `vagan metrics fid` on a snapshot measures what training measured.
+    let last = dir.join(lines[2]["snapshot"].as_str().unwrap());
+    let report = ok(&[
+        "metrics",
+        "fid",
+        "--real",
+        data.to_str().unwrap(),
+        "--fake",
+        last.to_str().unwrap(),
+        "--num",
+        "16",
+        "--json",
+        "--device",
+        "cpu",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
+    let cli = report["value"].as_f64().unwrap();
+    assert!(
+        (cli - fids[2]).abs() <= 1e-9 * fids[2],
+        "training {} vs metrics {cli}",
+        fids[2]
+    );
+    // Resuming from the first snapshot drops the later lines and measures them again, equally.
+    let first = dir.join(lines[0]["snapshot"].as_str().unwrap());
+    ok(&[
+        "train",
+        "--resume",
+        first.to_str().unwrap(),
+        "--kimg",
+        "0.048",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]);
+    let again: Vec<f64> = read()
+        .iter()
+        .map(|l| l["results"]["fid16"].as_f64().unwrap())
+        .collect();
+    assert_eq!(again, fids);
+}
+
+#[test]
+fn vision_aided_flags_name_what_is_wrong() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset_file(tmp.path(), "8");
+    let out = tmp.path().join("runs");
+    let fail = |extra: &[&str]| err(&strs(&tiny_train(&data, &out, "0.008", extra)));
+    assert!(fail(&["--cv-loss", "sigmoid"]).contains("--cv-loss needs --cv"));
+    assert!(fail(&["--cv", "vgg99"]).contains("unknown network 'vgg99'"));
+    let e = fail(&["--cv", "efficientnet_lite0", "--cv-loss", "sigmoid+hinge"]);
+    assert!(
+        e.contains("1 networks") && e.contains("2 loss types"),
+        "{e}"
+    );
+    assert!(fail(&["--cv", "efficientnet_lite0", "--cv-aug", "blur"]).contains("--cv-aug"));
+    assert!(
+        fail(&["--cv", "efficientnet_lite0", "--cv-ada-target", "0.5"])
+            .contains("--cv-ada-target needs --cv-aug ada")
+    );
+    assert!(fail(&["--cv", "efficientnet_lite0", "--cv-head", "bn"]).contains("head variant 'bn'"));
+    assert!(fail(&["--metrics", "fidx"]).contains("unknown metric 'fidx'"));
+    // A vision-aided run (Lite0 from the weights cache): its options are written, and on resume
+    // networks can only be appended.
+    ok(&strs(&tiny_train(
+        &data,
+        &out,
+        "0.008",
+        &["--cv", "efficientnet_lite0", "--cv-warmup-kimg", "0.004"],
+    )));
+    let dir = only_run_dir(&out);
+    let options: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("training_options.json")).unwrap())
+            .unwrap();
+    assert_eq!(options["cv"]["bank"], "efficientnet_lite0");
+    // DiffAugment is the default augmentation, so the reference's default loss is smoothed.
+    assert_eq!(options["cv"]["loss"], "sigmoid_s");
+    let d = dir.to_str().unwrap();
+    let e = err(&[
+        "train",
+        "--resume",
+        d,
+        "--cv",
+        "efficientnet_lite1",
+        "--kimg",
+        "0.016",
+    ]);
+    assert!(e.contains("can only be appended"), "{e}");
+    let e = err(&[
+        "train",
+        "--resume",
+        d,
+        "--cv",
+        "efficientnet_lite0",
+        "--cv-head",
+        "sn",
+        "--kimg",
+        "0.016",
+    ]);
+    assert!(e.contains("keeps the run's vision-aided options"), "{e}");
+}

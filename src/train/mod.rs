@@ -21,6 +21,7 @@ use snapshot::{named, Snapshot, SnapshotMeta, TrainState};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Instant;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -60,6 +61,41 @@ pub struct TrainOptions {
     pub grid: i64,
     /// The vision-aided ensemble added to the discriminator (None: the base GAN alone).
     pub cv: Option<CvOptions>,
+    /// Metrics computed at every snapshot, e.g. `fid5k` (FID of 5,000 G_ema images against the
+    /// whole dataset, clean-fid's recipe); the first one picks the best snapshot.
+    #[serde(default)]
+    pub metrics: Vec<String>,
+}
+
+/// A metric of `--metrics`: FID of `num` generated images against every real image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSpec {
+    pub name: String,
+    pub num: usize,
+}
+
+impl FromStr for MetricSpec {
+    type Err = anyhow::Error;
+    /// `fid<N>k` or `fid<N>k_full` (the whole dataset is the real set either way), or
+    /// `fid<N>` for N images.
+    fn from_str(s: &str) -> Result<Self> {
+        let count = s
+            .strip_prefix("fid")
+            .map(|r| r.strip_suffix("_full").unwrap_or(r));
+        let num = count.and_then(|c| match c.strip_suffix('k') {
+            Some(k) => k.parse::<usize>().ok().map(|k| k * 1000),
+            None => c.parse::<usize>().ok(),
+        });
+        match num {
+            Some(num) if num >= 2 => Ok(MetricSpec {
+                name: s.to_string(),
+                num,
+            }),
+            _ => bail!(
+                "--metrics: unknown metric '{s}' (expected e.g. fid5k, fid10k_full or fid500)"
+            ),
+        }
+    }
 }
 
 /// The vision-aided ensemble of a run.
@@ -165,6 +201,9 @@ impl TrainOptions {
         if let Some(cv) = &self.cv {
             cv.validate()?;
         }
+        for m in &self.metrics {
+            m.parse::<MetricSpec>()?;
+        }
         Ok(())
     }
 
@@ -239,6 +278,8 @@ pub struct Trainer {
     opt_d: Adam,
     /// The vision-aided ensemble and its heads' optimiser.
     cv: Option<(va::Discriminator, Adam)>,
+    /// The metrics' evaluators, loaded at the first snapshot that needs them.
+    evaluators: Vec<(MetricSpec, crate::metrics::FidEvaluator)>,
     pub state: TrainState,
     grid_z: Tensor,
 }
@@ -346,6 +387,7 @@ impl Trainer {
             opt_g,
             opt_d,
             cv,
+            evaluators: Vec::new(),
             state,
             grid_z,
         })
@@ -595,21 +637,127 @@ impl Trainer {
 
     /// Drops log lines written after the snapshot we resume from, so the log matches the run.
     fn truncate_stats(&self) -> Result<()> {
-        let path = self.run_dir.join("stats.jsonl");
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        self.truncate_jsonl("stats.jsonl")
+    }
+
+    /// Keeps the lines of a run's jsonl file whose `nimg` is at most the current count.
+    fn truncate_jsonl(&self, name: &str) -> Result<()> {
+        let path = self.run_dir.join(name);
+        let kept: String = read_jsonl(&path)
+            .into_iter()
+            .filter(|v| v["nimg"].as_u64().is_some_and(|n| n <= self.state.cur_nimg))
+            .map(|v| format!("{v}\n"))
+            .collect();
+        if !path.exists() {
+            return Ok(());
+        }
+        crate::util::write_atomic(&path, |f| Ok(f.write_all(kept.as_bytes())?))
+    }
+
+    /// Makes `network-snapshot-best.safetensors` the best snapshot by the first metric among
+    /// those measured up to now (after a resume from an earlier snapshot, the copy may come
+    /// from the discarded continuation).
+    fn restore_best(&self) -> Result<()> {
+        let best_path = self.run_dir.join(snapshot::BEST);
+        let Some(metric) = self.opts.metrics.first() else {
             return Ok(());
         };
-        let kept: String = text
-            .lines()
-            .filter(|l| {
-                serde_json::from_str::<serde_json::Value>(l)
-                    .ok()
-                    .and_then(|v| v["nimg"].as_u64())
-                    .is_some_and(|n| n <= self.state.cur_nimg)
+        let best = read_jsonl(&self.run_dir.join(format!("metric-{metric}.jsonl")))
+            .into_iter()
+            .filter_map(|v| {
+                Some((
+                    v["results"][metric].as_f64()?,
+                    v["snapshot"].as_str()?.to_string(),
+                ))
             })
-            .map(|l| format!("{l}\n"))
-            .collect();
-        crate::util::write_atomic(&path, |f| Ok(f.write_all(kept.as_bytes())?))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        match best {
+            Some((_, name)) if self.run_dir.join(&name).exists() => {
+                let src = self.run_dir.join(name);
+                crate::util::write_atomic(&best_path, |f| {
+                    std::io::copy(&mut std::fs::File::open(&src)?, f)?;
+                    Ok(())
+                })
+            }
+            _ if best_path.exists() => Ok(std::fs::remove_file(&best_path)?),
+            _ => Ok(()),
+        }
+    }
+
+    /// Measures every `--metrics` entry on G_ema (image i from the latent of seed i, constant
+    /// noise, truncation 1: what `vagan metrics fid --fake SNAPSHOT` measures), appends it to
+    /// `metric-<name>.jsonl`, and copies the snapshot to `network-snapshot-best.safetensors`
+    /// when the first metric improves on every earlier value. Returns log lines.
+    fn evaluate_metrics(&mut self, snapshot: &Path) -> Result<Vec<String>> {
+        let specs: Vec<MetricSpec> = self
+            .opts
+            .metrics
+            .iter()
+            .map(|m| m.parse())
+            .collect::<Result<_>>()?;
+        let mut lines = Vec::new();
+        for (i, spec) in specs.iter().enumerate() {
+            if !self.evaluators.iter().any(|(s, _)| s == spec) {
+                let options = crate::metrics::MetricOptions {
+                    device: self.device,
+                    ..Default::default()
+                };
+                let evaluator = crate::metrics::FidEvaluator::open(&self.opts.data, None, &options)
+                    .with_context(|| format!("--metrics {}", spec.name))?;
+                self.evaluators.push((spec.clone(), evaluator));
+            }
+            let evaluator = &self.evaluators.iter().find(|(s, _)| s == spec).unwrap().1;
+            let start = Instant::now();
+            let mut next_seed = 0u64;
+            let z_dim = self.g_ema.cfg.z_dim;
+            let fid = evaluator.fid(spec.num, |n| {
+                let z: Vec<Tensor> = (next_seed..next_seed + n as u64)
+                    .map(|seed| crate::generate::latent(seed, z_dim))
+                    .collect();
+                next_seed += n as u64;
+                let z = Tensor::cat(&z, 0).to_device(self.device);
+                Ok(tch::no_grad(|| {
+                    self.g_ema.forward(&z, 1.0, NoiseMode::Const)
+                }))
+            })?;
+            let secs = start.elapsed().as_secs_f64();
+            let path = self.run_dir.join(format!("metric-{}.jsonl", spec.name));
+            let earlier: Vec<f64> = read_jsonl(&path)
+                .iter()
+                .filter_map(|v| v["results"][&spec.name].as_f64())
+                .collect();
+            let snapshot_name = snapshot
+                .file_name()
+                .map(|f| f.to_string_lossy().to_string());
+            let line = serde_json::json!({
+                "results": { &spec.name: fid },
+                "metric": spec.name,
+                "kimg": self.state.cur_nimg as f64 / 1000.0,
+                "nimg": self.state.cur_nimg,
+                "total_time": secs,
+                "snapshot": snapshot_name,
+                "timestamp": std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_secs_f64(),
+            });
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            writeln!(file, "{line}")?;
+            let mut msg = format!("{} {fid:.4} ({secs:.1} s)", spec.name);
+            if i == 0 && earlier.iter().all(|&e| fid < e) {
+                let best = self.run_dir.join(snapshot::BEST);
+                crate::util::write_atomic(&best, |f| {
+                    std::io::copy(&mut std::fs::File::open(snapshot)?, f)?;
+                    Ok(())
+                })?;
+                msg.push_str(&format!(", new best: {}", best.display()));
+            }
+            lines.push(msg);
+        }
+        Ok(lines)
     }
 
     /// Trains to `opts.kimg`, writing ticks, grids and snapshots. Returns the last snapshot.
@@ -630,6 +778,10 @@ impl Trainer {
             self.save_grid("fakes_init.png")?;
         }
         self.truncate_stats()?;
+        for m in &self.opts.metrics {
+            self.truncate_jsonl(&format!("metric-{m}.jsonl"))?;
+        }
+        self.restore_best()?;
         let mut log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -743,6 +895,9 @@ impl Trainer {
                 self.save_grid(&format!("fakes{:06}.png", self.state.cur_nimg / 1000))?;
                 let p = self.save_snapshot()?;
                 say(&mut log, format!("snapshot {}", p.display()));
+                for line in pb.suspend(|| self.evaluate_metrics(&p))? {
+                    say(&mut log, line);
+                }
                 last_snapshot = Some(p);
             }
             stats = TickStats::default();
@@ -795,6 +950,17 @@ pub fn r1_penalty(d: &Discriminator, policy: &Policy, real: &Tensor) -> Tensor {
     grads[0]
         .square()
         .sum_dim_intlist(&[1i64, 2, 3][..], false, None::<Kind>)
+}
+
+/// The JSON lines of a file; none when it does not exist, unreadable lines skipped.
+pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Peak resident memory of this process (VmHWM), in GiB; 0 where /proc is unavailable.

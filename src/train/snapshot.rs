@@ -11,6 +11,8 @@ use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
 pub const FORMAT_VERSION: u32 = 2;
+/// The copy of the snapshot with the best value of a run's first metric.
+pub const BEST: &str = "network-snapshot-best.safetensors";
 const META_KEY: &str = "vagan";
 
 /// Everything besides tensors that a resumed run needs to continue exactly. Random numbers are
