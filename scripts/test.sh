@@ -6,7 +6,10 @@ bash scripts/install.sh
 . scripts/env.sh
 # Real data for the pretrained-network tests: photos, and the weights through vagan's own fetch.
 bash scripts/test_photos.sh
-cargo run --quiet -- weights fetch efficientnet_lite0
+# EfficientNet-Lite0/1 train the vision-aided tests, the Inception measures FID.
+for net in efficientnet_lite0 efficientnet_lite1 inception_fid; do
+  cargo run --quiet -- weights fetch "$net"
+done
 cargo test 2>&1 | tee target/test.log
 # One closing line for the whole suite (unit, integration and doc tests).
 awk '/^test result:/ {p += $4; f += $6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test.log
