@@ -10,6 +10,7 @@ pub mod generate;
 pub mod images;
 pub mod metrics;
 pub mod nets;
+pub mod probe;
 pub mod train;
 pub mod util;
 pub mod vision_aided;
