@@ -31,10 +31,11 @@ pub struct MetricsArgs {
     /// directory: its latest snapshot; image i from seed i, truncation 1).
     #[arg(long)]
     pub fake: PathBuf,
-    /// Fake images to measure (default: all of a folder or dataset, 50000 from a snapshot).
+    /// Fake images to measure: the first N of a folder (sorted by path) or dataset, seeds 0..N-1
+    /// of a snapshot (default: all of a folder or dataset, 50000 from a snapshot).
     #[arg(long)]
     pub num: Option<usize>,
-    /// Real images to measure (default: all).
+    /// Real images to measure, the first N (default: all).
     #[arg(long)]
     pub num_real: Option<usize>,
     /// clean (clean-fid's PIL bicubic resize) or legacy-tf (TF1 bilinear, as StyleGAN2-ADA).

@@ -1,5 +1,14 @@
 //! Inception features of image sets: the feature extractor (resize, normalise, network) and the
 //! sets it reads (image folders, dataset files, snapshots).
+//!
+//! Folders are read like clean-fid reads them: files sorted by path (recursively), the first N
+//! when fewer are asked, each image converted to RGB as PIL's `convert('RGB')` does (grey
+//! repeated, alpha dropped, palettes expanded). The differences: file extensions are matched in
+//! any case and TIFF/PPM/PGM files are reported as unsupported instead of read (clean-fid also
+//! reads `.npy` arrays, which are ignored here); a zip is read in sorted order (clean-fid's order
+//! of zip entries is a set's, which only matters with `--num`); JPEG files are decoded by the
+//! `image` crate, whose IDCT may differ from libjpeg's by a level in some pixels (8-bit PNG, as
+//! in the parity fixtures, decodes identically).
 use super::inception::InceptionV3;
 use super::resize::{resize, Mode, INCEPTION_SIZE};
 use super::stats::FeatureStats;
