@@ -32,6 +32,9 @@ enum Command {
     /// The pretrained-weights cache: list, fetch, import.
     #[command(subcommand)]
     Weights(WeightsCommand),
+    /// Rank bank networks by how well a linear probe on their features tells a snapshot's
+    /// fakes from the real images (the next network to add is the first).
+    Select(SelectArgs),
     /// FID and KID between image sets (folders, datasets, snapshots).
     #[command(subcommand)]
     Metrics(vagan::metrics::cli::MetricsCommand),
@@ -539,6 +542,112 @@ fn generate(a: GenerateArgs) -> Result<()> {
 }
 
 #[derive(Args)]
+struct SelectArgs {
+    /// A snapshot, or a run directory (its best snapshot by FID if it has one, else its latest).
+    #[arg(long)]
+    snapshot: PathBuf,
+    /// The real images: a dataset file (default: the run's own dataset).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// `all` (every bank network whose weights are cached) or a comma-separated list.
+    #[arg(long, default_value = "all")]
+    bank: String,
+    /// Real images (and as many fakes) per network.
+    #[arg(long, default_value_t = 10_000)]
+    num_images: usize,
+    /// Images per backbone call.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Seeds the fakes and the train/validation splits.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where the ranking is written as JSON (default: selection-<snapshot>.json beside the snapshot).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+fn select(a: SelectArgs) -> Result<()> {
+    use vagan::backbones::bank::MEMBERS;
+    use vagan::weights::cache::Cache;
+    let device = parse_device(&a.device)?;
+    let path = snapshot::best_or_latest(&a.snapshot)?;
+    let snap = Snapshot::load(&path)?;
+    let data = a
+        .data
+        .clone()
+        .unwrap_or_else(|| snap.meta.options.data.clone());
+    let dataset = vagan::data::Dataset::open(&data)?;
+    let cache = Cache::open_default()?;
+    let networks: Vec<&str> = if a.bank == "all" {
+        let mut cached = Vec::new();
+        for m in MEMBERS {
+            if cache.get(m)?.is_some() {
+                cached.push(*m);
+            } else {
+                eprintln!("skipping {m}: not cached (vagan weights fetch {m})");
+            }
+        }
+        cached
+    } else {
+        a.bank.split(',').map(str::trim).collect()
+    };
+    let (_vs, g_ema) = snap.generator_ema(device)?;
+    let opts = vagan::probe::ProbeOptions {
+        num_images: a.num_images,
+        batch: a.batch,
+        seed: a.seed,
+        ..Default::default()
+    };
+    eprintln!(
+        "probing {} on {} ({} real images and as many fakes each)",
+        networks.join(", "),
+        path.display(),
+        a.num_images.min(dataset.len())
+    );
+    let results = vagan::probe::select(&networks, &cache, &dataset, &g_ema, &opts, device, |r| {
+        eprintln!(
+            "  {:<20} {:.4} ± {:.4} ({:.1} s)",
+            r.network, r.mean_accuracy, r.std_accuracy, r.seconds
+        )
+    })?;
+    println!(
+        "{:<5} {:<20} {:>13} {:>8} {:>9}",
+        "rank", "network", "mean accuracy", "std", "seconds"
+    );
+    for (i, r) in results.iter().enumerate() {
+        println!(
+            "{:<5} {:<20} {:>13.4} {:>8.4} {:>9.1}",
+            i + 1,
+            r.network,
+            r.mean_accuracy,
+            r.std_accuracy,
+            r.seconds
+        );
+    }
+    let out = a.out.clone().unwrap_or_else(|| {
+        let stem = path
+            .file_stem()
+            .map_or("snapshot".into(), |s| s.to_string_lossy().to_string());
+        path.with_file_name(format!("selection-{stem}.json"))
+    });
+    let json = serde_json::to_string_pretty(&serde_json::json!({
+        "snapshot": path,
+        "data": data,
+        "num_images": opts.num_images,
+        "c": opts.c,
+        "repeats": opts.repeats,
+        "seed": opts.seed,
+        "results": results,
+    }))?;
+    vagan::util::write_atomic(&out, |f| Ok(std::io::Write::write_all(f, json.as_bytes())?))?;
+    println!("ranking written to {}", out.display());
+    Ok(())
+}
+
+#[derive(Args)]
 struct DatasetArgs {
     /// An image folder (png, jpg, webp, bmp; optional dataset.json labels), a zip of images,
     /// or an MNIST-format IDX file (gzipped or not).
@@ -607,6 +716,7 @@ fn main() {
         Command::Dataset(a) => dataset(a),
         Command::Weights(c) => weights(c),
         Command::Metrics(c) => vagan::metrics::cli::run(c),
+        Command::Select(a) => select(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -706,3 +706,55 @@ fn vision_aided_flags_name_what_is_wrong() {
     ]);
     assert!(e.contains("keeps the run's vision-aided options"), "{e}");
 }
+
+/// `vagan select` on a run: the probe table for the networks asked (weights from the cache),
+/// best first, and the same ranking as JSON.
+#[test]
+fn select_ranks_networks_and_writes_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset_file(tmp.path(), "8");
+    let out = tmp.path().join("runs");
+    ok(&strs(&tiny_train(&data, &out, "0.016", &[])));
+    let dir = only_run_dir(&out);
+    let json = tmp.path().join("sel.json");
+    let table = ok(&[
+        "select",
+        "--snapshot",
+        dir.to_str().unwrap(),
+        "--bank",
+        "efficientnet_lite0,efficientnet_lite1",
+        "--num-images",
+        "16",
+        "--batch",
+        "8",
+        "--out",
+        json.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert!(table.contains("mean accuracy"), "{table}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    let acc: Vec<f64> = results
+        .iter()
+        .map(|r| r["mean_accuracy"].as_f64().unwrap())
+        .collect();
+    assert!(
+        acc[0] >= acc[1] && acc.iter().all(|a| (0.0..=1.0).contains(a)),
+        "{acc:?}"
+    );
+    assert_eq!(results[0]["accuracies"].as_array().unwrap().len(), 3);
+    assert_eq!(v["num_images"], 16);
+    let e = err(&[
+        "select",
+        "--snapshot",
+        dir.to_str().unwrap(),
+        "--bank",
+        "resnet9",
+        "--device",
+        "cpu",
+    ]);
+    assert!(e.contains("unknown backbone 'resnet9'"), "{e}");
+}

@@ -10,7 +10,8 @@ use crate::backbones::bank::Backbone;
 use crate::data::Dataset;
 use crate::nets::{Generator, NoiseMode};
 use crate::util::SplitMix64;
-use anyhow::{ensure, Result};
+use crate::weights::cache::Cache;
+use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -163,6 +164,29 @@ pub fn probe(
         num_fake: n,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// Probes each of `networks` (weights from `cache`) on `g_ema` and `dataset`, reporting each
+/// result as it comes, and returns them best first. Backbones are loaded one at a time.
+pub fn select(
+    networks: &[&str],
+    cache: &Cache,
+    dataset: &Dataset,
+    g_ema: &Generator,
+    opts: &ProbeOptions,
+    device: Device,
+    mut on_result: impl FnMut(&ProbeResult),
+) -> Result<Vec<ProbeResult>> {
+    ensure!(!networks.is_empty(), "no networks to probe");
+    let mut results = Vec::with_capacity(networks.len());
+    for name in networks {
+        let backbone =
+            Backbone::load(name, cache, device).with_context(|| format!("probing '{name}'"))?;
+        let r = probe(&backbone, dataset, g_ema, opts)?;
+        on_result(&r);
+        results.push(r);
+    }
+    Ok(rank(results))
 }
 
 /// Ranks results best first (highest mean accuracy; ties keep the bank's order).

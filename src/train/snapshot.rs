@@ -84,6 +84,20 @@ pub fn latest(run_dir: &Path) -> Result<PathBuf> {
     })
 }
 
+/// A run directory's best snapshot by its first metric when there is one, else its latest;
+/// a snapshot file as it is.
+pub fn best_or_latest(path: &Path) -> Result<PathBuf> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let best = path.join(BEST);
+    if best.exists() {
+        Ok(best)
+    } else {
+        latest(path)
+    }
+}
+
 pub struct Snapshot {
     pub meta: SnapshotMeta,
     tensors: HashMap<String, Tensor>,
