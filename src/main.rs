@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use vagan::data::convert::{convert, ConvertOptions};
 use vagan::nets::NoiseMode;
 use vagan::train::snapshot::{self, Snapshot};
-use vagan::train::{CvOptions, TrainOptions, Trainer};
+use vagan::train::{progressive, CvOptions, TrainOptions, Trainer};
 use vagan::util::parse_device;
 use vagan::vision_aided::{Augment, HeadVariant};
 
@@ -210,6 +210,25 @@ struct TrainArgs {
     /// Thousands of images trained before the vision-aided loss is switched on.
     #[arg(long)]
     cv_warmup_kimg: Option<f64>,
+    /// Progressive ensembling in one command: the base GAN for --baseline-kimg, then --stages
+    /// stages, each adding the network of --bank that a linear probe ranks first.
+    #[arg(long)]
+    progressive: bool,
+    /// With --progressive: the candidate networks, comma-separated, or `all` (every cached one).
+    #[arg(long, requires = "progressive")]
+    bank: Option<String>,
+    /// With --progressive: the number of vision-aided stages (default 3).
+    #[arg(long, requires = "progressive")]
+    stages: Option<usize>,
+    /// With --progressive: kimg of each stage, comma-separated (default 4000,1000,1000).
+    #[arg(long, requires = "progressive", value_delimiter = ',')]
+    stage_kimg: Option<Vec<f64>>,
+    /// With --progressive: kimg of the base GAN before the first probe (default 500).
+    #[arg(long, requires = "progressive")]
+    baseline_kimg: Option<f64>,
+    /// With --progressive: real images (and as many fakes) per probed network (default 10000).
+    #[arg(long, requires = "progressive")]
+    probe_images: Option<usize>,
     /// Metrics at every snapshot, comma-separated: fid<N>k (N thousand G_ema images against the
     /// whole dataset), e.g. fid5k; the first one picks network-snapshot-best. May change on --resume.
     #[arg(long, value_delimiter = ',')]
@@ -343,6 +362,7 @@ impl TrainArgs {
             ("--grid", self.grid.is_some()),
             ("--resolution", self.resolution.is_some()),
             ("--run-dir", self.run_dir.is_some()),
+            ("--progressive", self.progressive),
         ];
         given.into_iter().filter(|g| g.1).map(|g| g.0).collect()
     }
@@ -376,6 +396,23 @@ fn train(a: TrainArgs) -> Result<()> {
         tch::set_num_threads(t);
     }
     let device = parse_device(&a.device)?;
+    let progress = std::io::stderr().is_terminal();
+    if let Some(root) = a
+        .resume
+        .as_ref()
+        .filter(|r| r.join("progressive.json").exists())
+    {
+        let flags = a.run_defining_flags();
+        if !flags.is_empty() || a.kimg.is_some() || a.cv.is_some() {
+            bail!("--resume continues a progressive schedule as it was set up; remove the other options");
+        }
+        let json = std::fs::read_to_string(root.join("progressive.json"))?;
+        let schedule: progressive::Schedule = serde_json::from_str(&json)
+            .with_context(|| format!("{}: unreadable schedule", root.display()))?;
+        let last = progressive::run(&schedule, root, device, progress)?;
+        println!("done: {} (schedule {})", last.display(), root.display());
+        return Ok(());
+    }
     let (opts, run_dir, resume) = if let Some(r) = &a.resume {
         let flags = a.run_defining_flags();
         if !flags.is_empty() {
@@ -483,12 +520,56 @@ fn train(a: TrainArgs) -> Result<()> {
                 .unwrap_or_else(|| "color,translation,cutout".into()),
             grid: a.grid.unwrap_or(8),
             cv: a.cv_options(None)?,
+            stage: None,
             metrics: a.metrics.clone().unwrap_or_default(),
         };
         (opts, run_dir, None)
     };
+    if a.progressive {
+        if a.cv.is_some() || a.kimg.is_some() {
+            bail!("--progressive chooses the --cv networks and sets the length by --baseline-kimg and --stage-kimg");
+        }
+        let cache = vagan::weights::cache::Cache::open_default()?;
+        let bank: Vec<String> = match a.bank.as_deref().unwrap_or("all") {
+            "all" => {
+                let mut cached = Vec::new();
+                for m in vagan::backbones::bank::MEMBERS {
+                    if cache.get(m)?.is_some() {
+                        cached.push(m.to_string());
+                    }
+                }
+                cached
+            }
+            list => list.split(',').map(|s| s.trim().to_string()).collect(),
+        };
+        let stages = a.stages.unwrap_or(3);
+        let stage_kimg = a
+            .stage_kimg
+            .clone()
+            .unwrap_or_else(|| vec![4000.0, 1000.0, 1000.0]);
+        if stage_kimg.len() != stages {
+            bail!(
+                "--stage-kimg gives {} lengths for --stages {stages}",
+                stage_kimg.len()
+            );
+        }
+        for n in &bank {
+            cache.path(n).with_context(|| format!("--bank: {n}"))?;
+        }
+        let schedule = progressive::Schedule {
+            bank,
+            stage_kimg,
+            baseline_kimg: a.baseline_kimg.unwrap_or(500.0),
+            probe_images: a.probe_images.unwrap_or(10_000),
+            base: opts,
+        };
+        let root = std::path::absolute(&run_dir)?;
+        let last = progressive::run(&schedule, &root, device, progress)?;
+        println!("done: {} (schedule {})", last.display(), root.display());
+        return Ok(());
+    }
     let mut trainer = Trainer::new(opts, &run_dir, device, resume.as_deref())?;
-    let last = trainer.run(std::io::stderr().is_terminal())?;
+    let last = trainer.run(progress)?;
     println!(
         "done: {} (run directory {})",
         last.display(),

@@ -758,3 +758,137 @@ fn select_ranks_networks_and_writes_json() {
     ]);
     assert!(e.contains("unknown backbone 'resnet9'"), "{e}");
 }
+
+/// `vagan train --progressive`: the baseline, then two stages that each add the network the
+/// probe ranks first (Lite0 and Lite1 from the weights cache), every probe in selection.jsonl;
+/// a schedule killed as its first vision-aided stage starts, then resumed, ends with exactly
+/// the uninterrupted schedule's snapshot.
+#[test]
+fn progressive_schedule_runs_and_resumes_after_a_kill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset_file(tmp.path(), "8");
+    let args = |root: &Path| -> Vec<String> {
+        let mut a = tiny_train(&data, root, "0", &[]);
+        // tiny_train's --kimg does not apply: the schedule sets the lengths.
+        let k = a.iter().position(|s| s == "--kimg").unwrap();
+        a.drain(k..k + 2);
+        let o = a.iter().position(|s| s == "--outdir").unwrap();
+        a[o] = "--run-dir".into();
+        a.extend(
+            [
+                "--progressive",
+                "--bank",
+                "efficientnet_lite0,efficientnet_lite1",
+                "--stages",
+                "2",
+                "--stage-kimg",
+                "0.016,0.016",
+                "--baseline-kimg",
+                "0.016",
+                "--probe-images",
+                "16",
+                "--metrics",
+                "fid16",
+            ]
+            .map(String::from),
+        );
+        a
+    };
+    let whole = tmp.path().join("whole");
+    ok(&strs(&args(&whole)));
+    let selection = std::fs::read_to_string(whole.join("selection.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = selection
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Stage 1 probes both networks, stage 2 the one left.
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l["stage"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 1, 2]
+    );
+    let first = lines
+        .iter()
+        .find(|l| l["stage"] == 1 && l["chosen"] == true)
+        .unwrap();
+    let first = first["result"]["network"].as_str().unwrap().to_string();
+    let second = lines[2]["result"]["network"].as_str().unwrap().to_string();
+    assert_ne!(first, second);
+    let last_dir = whole.join(format!("stage2-{second}"));
+    let options: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(last_dir.join("training_options.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(options["cv"]["bank"], format!("{first}+{second}"));
+    assert_eq!(options["stage"]["index"], 2);
+    assert!(whole.join("stage0-baseline/metric-fid16.jsonl").exists());
+    let final_snapshot = vagan_last_snapshot(&last_dir);
+    assert_eq!(
+        final_snapshot.file_name().unwrap(),
+        "network-snapshot-000000.048.safetensors"
+    );
+
+    // The same schedule, killed as stage 1 begins, then resumed with --resume ROOT.
+    let killed = tmp.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vagan"))
+        .args(args(&killed))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stage1 = killed.join(format!("stage1-{first}"));
+    loop {
+        if stage1.exists() {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the schedule ended before it could be killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    ok(&[
+        "train",
+        "--resume",
+        killed.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]);
+    // The same probes (paths and timings aside).
+    let probes = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                format!(
+                    "{} {} {} {}",
+                    v["stage"], v["rank"], v["result"]["network"], v["result"]["accuracies"]
+                )
+            })
+            .collect()
+    };
+    let resumed = std::fs::read_to_string(killed.join("selection.jsonl")).unwrap();
+    assert_eq!(probes(&resumed), probes(&selection));
+    let (a, _) = vagan::weights::load(&final_snapshot).unwrap();
+    let (b, _) = vagan::weights::load(&vagan_last_snapshot(
+        &killed.join(format!("stage2-{second}")),
+    ))
+    .unwrap();
+    assert_eq!(a.len(), b.len());
+    for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        assert!(
+            ta.equal(tb),
+            "{na} differs after the killed schedule resumed"
+        );
+    }
+}
+
+fn vagan_last_snapshot(dir: &Path) -> PathBuf {
+    vagan::train::snapshot::latest(dir).unwrap()
+}

@@ -5,6 +5,7 @@
 //! `fakes_init.png`, `fakes<kimg>.png` and `network-snapshot-<kimg>.safetensors` every
 //! `snap` ticks, and `log.txt`.
 pub mod optim;
+pub mod progressive;
 pub mod snapshot;
 
 use crate::augment::Policy;
@@ -61,6 +62,9 @@ pub struct TrainOptions {
     pub grid: i64,
     /// The vision-aided ensemble added to the discriminator (None: the base GAN alone).
     pub cv: Option<CvOptions>,
+    /// Where this run stands in a progressive schedule (None for a plain run).
+    #[serde(default)]
+    pub stage: Option<progressive::Stage>,
     /// Metrics computed at every snapshot, e.g. `fid5k` (FID of 5,000 G_ema images against the
     /// whole dataset, clean-fid's recipe); the first one picks the best snapshot.
     #[serde(default)]
@@ -769,7 +773,8 @@ impl Trainer {
             // Nothing left to train: report the run as it is, without touching its files.
             return snapshot::latest(&self.run_dir);
         }
-        if fresh {
+        // A fresh run, or a run started from another run's snapshot (a progressive stage).
+        if fresh || !self.run_dir.join("training_options.json").exists() {
             let json = serde_json::to_string_pretty(&self.opts)?;
             crate::util::write_atomic(&self.run_dir.join("training_options.json"), |f| {
                 Ok(f.write_all(json.as_bytes())?)
