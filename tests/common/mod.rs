@@ -58,6 +58,7 @@ pub fn tiny_options(data: PathBuf) -> TrainOptions {
         diffaug: "color,translation,cutout".into(),
         grid: 2,
         cv: None,
+        stage: None,
         metrics: Vec::new(),
     }
 }
