@@ -11,6 +11,7 @@ pub mod images;
 pub mod metrics;
 pub mod nets;
 pub mod probe;
+pub mod report;
 pub mod train;
 pub mod util;
 pub mod vision_aided;
