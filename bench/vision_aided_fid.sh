@@ -12,11 +12,7 @@ KIMG=${1:-32}
 METRIC=${2:-fid1k}
 cargo build --release --quiet
 VAGAN=./target/release/vagan
-DATA=data/fashion-mnist-1k-32.vds
-if [ ! -f "$DATA" ]; then
-  "$VAGAN" dataset --source /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \
-    --dest "$DATA" --resolution 32 --transform pad --max-images 1000 --seed 0
-fi
+DATA=$(bash scripts/demo_data.sh "$VAGAN")
 for net in efficientnet_lite0 inception_fid; do "$VAGAN" weights fetch "$net"; done
 COMMON=(--data "$DATA" --kimg "$KIMG" --batch 32 --tick 1 --snap 4 --cbase 4096 --cmax 128
   --z-dim 128 --w-dim 128 --map 2 --seed 0 --metrics "$METRIC" --device cpu)

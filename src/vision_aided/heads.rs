@@ -74,7 +74,13 @@ struct SnLayer {
 }
 
 impl SnLayer {
-    fn new(vs: &Path, shape: &[i64], conv: Option<(i64, i64)>, blur_pad: Option<i64>) -> Self {
+    fn new(
+        vs: &Path,
+        shape: &[i64],
+        conv: Option<(i64, i64)>,
+        blur_pad: Option<i64>,
+        activate: bool,
+    ) -> Self {
         let fan_in: i64 = shape[1..].iter().product();
         let bound = 1.0 / (fan_in as f64).sqrt();
         Self {
@@ -89,7 +95,7 @@ impl SnLayer {
                 },
             ),
             conv,
-            activate: false,
+            activate,
         }
     }
 
@@ -120,53 +126,36 @@ enum Layer {
 }
 
 impl Layer {
-    /// 3×3 conv with activation; `down` halves the size (blur, then stride 2).
-    fn conv3(vs: Path, variant: HeadVariant, in_ch: i64, out_ch: i64, down: bool) -> Self {
+    /// A `kernel`×`kernel` conv; `down` halves the size: blur (padded so that the stride-2
+    /// kernel is centred, H → H+1 for 3×3, H → H−1 for 1×1), then stride 2.
+    fn conv(
+        vs: Path,
+        variant: HeadVariant,
+        (in_ch, out_ch, kernel): (i64, i64, i64),
+        down: bool,
+        activate: bool,
+    ) -> Self {
         match variant {
             HeadVariant::StyleGan2 => Layer::EqualConv(EqualConv2d::new(
                 vs,
                 in_ch,
                 out_ch,
-                3,
+                kernel,
                 ConvConfig {
                     bias: true,
                     down,
-                    activate: true,
+                    activate,
                 },
             )),
             HeadVariant::SpectralNorm => {
                 let (conv, blur) = if down {
-                    ((2, 0), Some(2))
+                    ((2, 0), Some((4 - 2 + kernel - 1) / 2))
                 } else {
-                    ((1, 1), None)
+                    ((1, kernel / 2), None)
                 };
-                let mut l = SnLayer::new(&vs, &[out_ch, in_ch, 3, 3], Some(conv), blur);
-                l.activate = true;
-                Layer::Sn(l)
+                let shape = [out_ch, in_ch, kernel, kernel];
+                Layer::Sn(SnLayer::new(&vs, &shape, Some(conv), blur, activate))
             }
-        }
-    }
-
-    /// Blurred stride-2 1×1 conv without activation (to a logit map).
-    fn conv1_down(vs: Path, variant: HeadVariant, in_ch: i64, out_ch: i64) -> Self {
-        match variant {
-            HeadVariant::StyleGan2 => Layer::EqualConv(EqualConv2d::new(
-                vs,
-                in_ch,
-                out_ch,
-                1,
-                ConvConfig {
-                    bias: true,
-                    down: true,
-                    activate: false,
-                },
-            )),
-            HeadVariant::SpectralNorm => Layer::Sn(SnLayer::new(
-                &vs,
-                &[out_ch, in_ch, 1, 1],
-                Some((2, 0)),
-                Some(1),
-            )),
         }
     }
 
@@ -181,9 +170,7 @@ impl Layer {
                 Layer::EqualFc(EqualLinear::new(vs, in_f, out_f, cfg))
             }
             HeadVariant::SpectralNorm => {
-                let mut l = SnLayer::new(&vs, &[out_f, in_f], None, None);
-                l.activate = activate;
-                Layer::Sn(l)
+                Layer::Sn(SnLayer::new(&vs, &[out_f, in_f], None, None, activate))
             }
         }
     }
@@ -275,8 +262,14 @@ impl MultiLevelDViT {
             .map(|i| {
                 let vs = &vs / format!("level{i}");
                 SpatialLevel {
-                    conv: Layer::conv3(&vs / "conv", cfg.variant, in_ch1, out_ch, down == 2),
-                    out: Layer::conv1_down(&vs / "out", cfg.variant, out_ch, 1),
+                    conv: Layer::conv(
+                        &vs / "conv",
+                        cfg.variant,
+                        (in_ch1, out_ch, 3),
+                        down == 2,
+                        true,
+                    ),
+                    out: Layer::conv(&vs / "out", cfg.variant, (out_ch, 1, 1), true, false),
                 }
             })
             .collect();
@@ -326,7 +319,7 @@ pub struct SimpleD {
 impl SimpleD {
     pub fn new(vs: Path, cfg: &HeadConfig, in_ch: i64, out_ch: i64, out_size: i64) -> Self {
         Self {
-            conv: Layer::conv3(&vs / "conv", cfg.variant, in_ch, out_ch, true),
+            conv: Layer::conv(&vs / "conv", cfg.variant, (in_ch, out_ch, 3), true, true),
             fc: Layer::fc(
                 &vs / "fc",
                 cfg.variant,
