@@ -64,10 +64,11 @@ pub fn write_report(run_dir: &Path) -> Result<PathBuf> {
 /// and returns `out`. Each run is a run directory or a progressive root (its stages joined
 /// into one curve).
 pub fn write_comparison(runs: &[PathBuf], out: &Path) -> Result<PathBuf> {
-    let page = compare::render(runs, out)?;
+    // The page's directory exists first: links to the runs' pages are made relative to it.
     if let Some(dir) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
+    let page = compare::render(runs, out)?;
     crate::util::write_atomic(out, |f| Ok(f.write_all(page.as_bytes())?))?;
     Ok(out.to_path_buf())
 }

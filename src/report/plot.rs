@@ -73,7 +73,7 @@ fn draw(
     area.fill(&WHITE)?;
     let (plot_area, legend_area) = area.split_horizontally(WIDTH - LEGEND_WIDTH);
     let mut ctx = ChartBuilder::on(&plot_area)
-        .caption(chart.title, ("sans-serif", 17))
+        .caption(chart.title, ("sans-serif", 20))
         .margin(10)
         .x_label_area_size(42)
         .y_label_area_size(72)
@@ -83,7 +83,7 @@ fn draw(
         .y_desc(chart.y_label)
         .light_line_style(RGBColor(238, 240, 243))
         .bold_line_style(RGBColor(220, 224, 229))
-        .label_style(("sans-serif", 13))
+        .label_style(("sans-serif", 15))
         .draw()?;
     for (i, (series, points)) in chart.series.iter().zip(finite).enumerate() {
         let color = PALETTE[i % PALETTE.len()];
@@ -103,7 +103,7 @@ fn draw(
         legend_area.draw(&Text::new(
             series.label.clone(),
             (32, y - 7),
-            ("sans-serif", 13).into_font(),
+            ("sans-serif", 15).into_font(),
         ))?;
     }
     if let Some(p) = chart.highlight {
