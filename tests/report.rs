@@ -536,6 +536,25 @@ fn health_hints_follow_the_files() {
     assert!(html.contains("<meta http-equiv=\"refresh\" content=\"60\">"));
     assert!(section(&html, "summary").contains("at 0.016 of 1 kimg"));
     assert!(!html.contains("stopped by an error"));
+    // A `vagan select` ranking beside the snapshots is the run's probe table.
+    let ranking = json!({
+        "snapshot": run.join("network-snapshot-000000.016.safetensors"), "num_images": 16,
+        "results": [
+            {"network": "vgg16", "mean_accuracy": 0.9, "std_accuracy": 0.0,
+             "accuracies": [0.9, 0.9, 0.9], "seconds": 1.0},
+            {"network": "swin_t", "mean_accuracy": 0.7, "std_accuracy": 0.0,
+             "accuracies": [0.7, 0.7, 0.7], "seconds": 1.0}
+        ]
+    });
+    std::fs::write(
+        run.join("selection-network-snapshot-000000.016.json"),
+        ranking.to_string(),
+    )
+    .unwrap();
+    let html = std::fs::read_to_string(write_report(&run).unwrap()).unwrap();
+    let probe = section(&html, "probe");
+    assert!(probe.contains("selection-network-snapshot-000000.016.json"));
+    assert!(probe.contains("<tr class=\"chosen\"><td>1</td><td>vgg16 <span class=\"badge\">first"));
     // A directory that is not a run says so.
     let e = write_report(tmp.path()).unwrap_err().to_string();
     assert!(e.contains("neither a run directory"), "{e}");
@@ -555,7 +574,7 @@ fn progressive_root_page_links_its_stages_and_marks_the_chosen_networks() {
         let stage_html = check_page(&root.join(stage).join("report.html"), RUN_SECTIONS);
         assert!(stage_html.contains("href=\"../report.html\""));
     }
-    assert!(section(&html, "summary").contains("the vision-aided stages improved on it"));
+    assert!(section(&html, "summary").contains("the vision-aided stages went lower"));
     // Stage 1's probe: Lite1 chosen and marked; stage 2 not probed yet.
     let probe = section(&html, "probe");
     assert_eq!(probe.matches("<tr class=\"chosen\">").count(), 1);

@@ -81,7 +81,11 @@ fn summary(root: &ProgressiveRoot, complete: bool) -> String {
             notes.push(if best.0 > 0 && best.2 < baseline.2 {
                 (
                     Level::Good,
-                    format!("{text}: the vision-aided stages improved on it"),
+                    format!(
+                        "{text}: the vision-aided stages went lower (they also trained longer: \
+                         `vagan report --compare` with a baseline run of the same length tells \
+                         the two apart)"
+                    ),
                 )
             } else {
                 (Level::Info, text)

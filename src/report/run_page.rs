@@ -636,7 +636,7 @@ fn probe(run: &RunDir, root: Option<&ProgressiveRoot>) -> String {
             .enumerate()
             .map(|(i, r)| (i == 0, *r))
             .collect();
-        out.push_str(&probe_rows_table(&rows));
+        out.push_str(&probe_rows_table(&rows, "first"));
     }
     if out.is_empty() {
         out = note(
@@ -660,7 +660,7 @@ pub fn stage_probe_table(probes: &[&Value]) -> String {
     let checkpoint = first["checkpoint"].as_str().unwrap_or("?");
     format!(
         "{}{}",
-        probe_rows_table(&rows),
+        probe_rows_table(&rows, "chosen"),
         note(&format!(
             "Probed on {checkpoint} (at {} kimg).",
             first["kimg"].as_f64().map_or("?".into(), fmt_kimg)
@@ -668,8 +668,9 @@ pub fn stage_probe_table(probes: &[&Value]) -> String {
     )
 }
 
-/// Probe results (as `ProbeResult` JSON) in rank order; the flagged row is the chosen network.
-fn probe_rows_table(rows: &[(bool, &Value)]) -> String {
+/// Probe results (as `ProbeResult` JSON) in rank order; the flagged row is highlighted and
+/// badged `mark` (the network a stage chose, or the first of a ranking).
+fn probe_rows_table(rows: &[(bool, &Value)], mark: &str) -> String {
     let body: Vec<(bool, Vec<String>)> = rows
         .iter()
         .enumerate()
@@ -687,7 +688,7 @@ fn probe_rows_table(rows: &[(bool, &Value)]) -> String {
             let cells = vec![
                 (rank + 1).to_string(),
                 if *chosen {
-                    format!("{network} <span class=\"badge\">chosen</span>")
+                    format!("{network} <span class=\"badge\">{mark}</span>")
                 } else {
                     network
                 },
