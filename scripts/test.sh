@@ -4,6 +4,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/install.sh
 . scripts/env.sh
+# Headless Chromium renders the run report in its test (Debian package chromium).
+if ! command -v chromium >/dev/null; then
+  echo "install: chromium (Debian package, for the report test)"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq chromium >/dev/null
+fi
 # Real data for the pretrained-network tests: photos, and the weights through vagan's own fetch.
 bash scripts/test_photos.sh
 # EfficientNet-Lite0/1 train the vision-aided tests, the Inception measures FID.

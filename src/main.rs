@@ -35,6 +35,8 @@ enum Command {
     /// Rank bank networks by how well a linear probe on their features tells a snapshot's
     /// fakes from the real images (the next network to add is the first).
     Select(SelectArgs),
+    /// An HTML report of a run directory or progressive root, or several runs' FID curves overlaid.
+    Report(vagan::report::cli::ReportArgs),
     /// FID and KID between image sets (folders, datasets, snapshots).
     #[command(subcommand)]
     Metrics(vagan::metrics::cli::MetricsCommand),
@@ -798,6 +800,7 @@ fn main() {
         Command::Weights(c) => weights(c),
         Command::Metrics(c) => vagan::metrics::cli::run(c),
         Command::Select(a) => select(a),
+        Command::Report(a) => vagan::report::cli::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -903,6 +903,10 @@ impl Trainer {
                 for line in pb.suspend(|| self.evaluate_metrics(&p))? {
                     say(&mut log, line);
                 }
+                // The report is for the user watching the run: its failure must not stop it.
+                if let Err(e) = crate::report::write_report(&self.run_dir) {
+                    say(&mut log, format!("report: {e:#}"));
+                }
                 last_snapshot = Some(p);
             }
             stats = TickStats::default();
