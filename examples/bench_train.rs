@@ -39,6 +39,9 @@ fn main() -> anyhow::Result<()> {
         mirror: false,
         diffaug: "color,translation,cutout".into(),
         grid: 1,
+        cv: None,
+        stage: None,
+        metrics: Vec::new(),
     };
     let dir = tempfile_dir();
     let device = vagan::util::parse_device("auto")?;

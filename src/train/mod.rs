@@ -453,7 +453,7 @@ impl Trainer {
                 "loss_G_cv",
                 checked(&l, "the vision-aided generator loss", &self.state)?,
             );
-            loss_g = loss_g + l;
+            loss_g += l;
         }
         self.opt_g.zero_grad();
         loss_g.backward();
