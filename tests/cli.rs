@@ -28,29 +28,6 @@ fn err(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
-const TINY: &[&str] = &[
-    "--batch",
-    "4",
-    "--cbase",
-    "64",
-    "--cmax",
-    "16",
-    "--z-dim",
-    "8",
-    "--w-dim",
-    "8",
-    "--tick",
-    "0.016",
-    "--snap",
-    "1",
-    "--grid",
-    "2",
-    "--device",
-    "cpu",
-    "--threads",
-    "1",
-];
-
 fn idx(dir: &Path) -> PathBuf {
     let p = dir.join("t10k-images-idx3-ubyte");
     common::write_idx(&p, 40, 8, 3);
@@ -86,7 +63,12 @@ fn tiny_train(data: &Path, outdir: &Path, kimg: &str, extra: &[&str]) -> Vec<Str
     .iter()
     .map(|s| s.to_string())
     .collect();
-    a.extend(extra.iter().chain(TINY).map(|s| s.to_string()));
+    a.extend(
+        extra
+            .iter()
+            .chain(common::TINY_TRAIN)
+            .map(|s| s.to_string()),
+    );
     a
 }
 

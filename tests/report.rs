@@ -72,30 +72,18 @@ fn tiny_run() -> &'static Path {
             "8",
         ]);
         let run = dir.join("run");
-        vagan(&[
+        let (data, run_dir) = (s(&data), s(&run));
+        let mut args = vec![
             "train",
             "--data",
-            &s(&data),
+            &data,
             "--run-dir",
-            &s(&run),
+            &run_dir,
             "--kimg",
             "0.048",
-            "--batch",
-            "4",
-            "--cbase",
-            "64",
-            "--cmax",
-            "16",
-            "--z-dim",
-            "8",
-            "--w-dim",
-            "8",
-            "--tick",
-            "0.016",
-            "--snap",
-            "1",
-            "--grid",
-            "2",
+        ];
+        args.extend(common::TINY_TRAIN);
+        args.extend([
             "--cv",
             "efficientnet_lite0",
             "--cv-aug",
@@ -104,11 +92,8 @@ fn tiny_run() -> &'static Path {
             "0.016",
             "--metrics",
             "fid16",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
         ]);
+        vagan(&args);
         run
     })
 }

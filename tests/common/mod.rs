@@ -9,6 +9,30 @@ use tch::{Device, Kind, Tensor};
 use vagan::data::convert::{convert, ConvertOptions};
 use vagan::train::TrainOptions;
 
+/// `vagan train` flags for tiny networks on the CPU: a few steps take well under a second.
+pub const TINY_TRAIN: &[&str] = &[
+    "--batch",
+    "4",
+    "--cbase",
+    "64",
+    "--cmax",
+    "16",
+    "--z-dim",
+    "8",
+    "--w-dim",
+    "8",
+    "--tick",
+    "0.016",
+    "--snap",
+    "1",
+    "--grid",
+    "2",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+];
+
 /// Writes an MNIST-format IDX image file of `n` random `size`×`size` images.
 pub fn write_idx(path: &Path, n: usize, size: usize, seed: u64) {
     let mut rng = vagan::util::SplitMix64::new(seed);
