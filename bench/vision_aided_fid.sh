@@ -6,16 +6,10 @@
 #   bash bench/vision_aided_fid.sh [KIMG] [METRIC]      (defaults: 32 fid1k)
 # Run it on a quiet machine: the runs take turns, and sec/kimg is the tick time from stats.jsonl.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-. scripts/env.sh
 KIMG=${1:-32}
 METRIC=${2:-fid1k}
-cargo build --release --quiet
-VAGAN=./target/release/vagan
-DATA=$(bash scripts/demo_data.sh "$VAGAN")
-for net in efficientnet_lite0 inception_fid; do "$VAGAN" weights fetch "$net"; done
-COMMON=(--data "$DATA" --kimg "$KIMG" --batch 32 --tick 1 --snap 4 --cbase 4096 --cmax 128
-  --z-dim 128 --w-dim 128 --map 2 --seed 0 --metrics "$METRIC" --device cpu)
+. "$(dirname "${BASH_SOURCE[0]}")/fid_common.sh"
+COMMON=("${BASE_FLAGS[@]}" --kimg "$KIMG" --metrics "$METRIC")
 train() {
   local dir=runs/bench-fid/$1; shift
   if [ -f "$dir/training_options.json" ]; then

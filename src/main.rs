@@ -532,18 +532,7 @@ fn train(a: TrainArgs) -> Result<()> {
             bail!("--progressive chooses the --cv networks and sets the length by --baseline-kimg and --stage-kimg");
         }
         let cache = vagan::weights::cache::Cache::open_default()?;
-        let bank: Vec<String> = match a.bank.as_deref().unwrap_or("all") {
-            "all" => {
-                let mut cached = Vec::new();
-                for m in vagan::backbones::bank::MEMBERS {
-                    if cache.get(m)?.is_some() {
-                        cached.push(m.to_string());
-                    }
-                }
-                cached
-            }
-            list => list.split(',').map(|s| s.trim().to_string()).collect(),
-        };
+        let bank = vagan::backbones::bank::resolve(a.bank.as_deref().unwrap_or("all"), &cache)?;
         let stages = a.stages.unwrap_or(3);
         let stage_kimg = a
             .stage_kimg
@@ -554,9 +543,6 @@ fn train(a: TrainArgs) -> Result<()> {
                 "--stage-kimg gives {} lengths for --stages {stages}",
                 stage_kimg.len()
             );
-        }
-        for n in &bank {
-            cache.path(n).with_context(|| format!("--bank: {n}"))?;
         }
         let schedule = progressive::Schedule {
             bank,
@@ -653,7 +639,6 @@ struct SelectArgs {
 }
 
 fn select(a: SelectArgs) -> Result<()> {
-    use vagan::backbones::bank::MEMBERS;
     use vagan::weights::cache::Cache;
     let device = parse_device(&a.device)?;
     let path = snapshot::best_or_latest(&a.snapshot)?;
@@ -664,19 +649,8 @@ fn select(a: SelectArgs) -> Result<()> {
         .unwrap_or_else(|| snap.meta.options.data.clone());
     let dataset = vagan::data::Dataset::open(&data)?;
     let cache = Cache::open_default()?;
-    let networks: Vec<&str> = if a.bank == "all" {
-        let mut cached = Vec::new();
-        for m in MEMBERS {
-            if cache.get(m)?.is_some() {
-                cached.push(*m);
-            } else {
-                eprintln!("skipping {m}: not cached (vagan weights fetch {m})");
-            }
-        }
-        cached
-    } else {
-        a.bank.split(',').map(str::trim).collect()
-    };
+    let networks = vagan::backbones::bank::resolve(&a.bank, &cache)?;
+    let networks: Vec<&str> = networks.iter().map(String::as_str).collect();
     let (_vs, g_ema) = snap.generator_ema(device)?;
     let opts = vagan::probe::ProbeOptions {
         num_images: a.num_images,

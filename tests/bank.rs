@@ -12,6 +12,7 @@ fn every_member_builds_frozen_with_its_shapes() {
         ("dino_vitb16", &[&[768, 14, 14], &[768, 14, 14]], 768),
         ("swin_t", &[&[768, 7, 7]], 768),
         ("vgg16", &[&[512, 7, 7]], 512),
+        ("vgg16_antialiased", &[&[512, 7, 7]], 512),
         (
             "efficientnet_lite0",
             &[

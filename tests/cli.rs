@@ -506,6 +506,7 @@ fn weights_import_list_and_offline_hub_fetch() {
         "dino_vitb16",
         "swin_t",
         "vgg16",
+        "vgg16_antialiased",
         "tiny_legacy",
     ] {
         assert!(list.contains(name), "{list}");
@@ -546,6 +547,49 @@ fn weights_import_list_and_offline_hub_fetch() {
             t0.elapsed()
         );
     }
+}
+
+/// Weights published only through their authors' download (the anti-aliased VGG-16): `fetch`
+/// looks in PyTorch's hub cache, says how to get the file when it is not there, and refuses a
+/// file whose sha256 does not start with the prefix in its name.
+#[test]
+fn weights_fetch_from_the_torch_hub_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fetch = || {
+        Command::new(env!("CARGO_BIN_EXE_vagan"))
+            .args(["weights", "fetch", "vgg16_antialiased"])
+            .env("VAGAN_HOME", tmp.path())
+            .env("TORCH_HOME", tmp.path().join("torch"))
+            .output()
+            .unwrap()
+    };
+    let missing = fetch();
+    let e = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        !missing.status.success()
+            && e.contains("antialiased_cnns.vgg16(pretrained=True")
+            && e.contains(
+                "vagan weights import vgg16_lpf4_finetune-79c9dff7.pth --as vgg16_antialiased"
+            ),
+        "{e}"
+    );
+    let dir = tmp.path().join("torch/hub/checkpoints");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch_checkpoints/legacy.pth");
+    std::fs::copy(&fixture, dir.join("vgg16_lpf4_finetune-79c9dff7.pth")).unwrap();
+    let wrong = fetch();
+    let e = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        !wrong.status.success()
+            && e.contains("does not start with 79c9dff7")
+            && e.contains("not stored"),
+        "{e}"
+    );
+    assert!(!tmp
+        .path()
+        .join("weights/vgg16_antialiased.safetensors")
+        .exists());
 }
 
 /// `--metrics`: FID at every snapshot into metric-<name>.jsonl, the value `vagan metrics fid`

@@ -8,6 +8,7 @@ use vagan::backbones::vgg::{is_unused_key, Vgg, VggConfig};
 
 mod common;
 use common::{as_i64, load_strict, rand_images, rel_diff, shape};
+use vagan::backbones::bank::Backbone;
 
 const FIXTURES: &str = "vgg";
 
@@ -45,6 +46,25 @@ fn tiny_plain_network_matches_torchvision() {
 #[test]
 fn tiny_antialiased_network_matches_antialiased_cnns() {
     check_tiny(true, "antialiased");
+}
+
+/// The antialiased-cnns release files nest the state dict under `state_dict`: the bank's
+/// `vgg16_antialiased` loads that layout (here the tiny configuration, from a file written so).
+#[test]
+fn bank_loads_the_antialiased_cnns_release_layout() {
+    let nested: Vec<(String, Tensor)> = load("tiny_antialiased.safetensors")
+        .into_iter()
+        .map(|(k, v)| (format!("state_dict.{k}"), v))
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("nested.safetensors");
+    vagan::weights::save(&file, &nested, &HashMap::new()).unwrap();
+    let b = Backbone::tiny("vgg16_antialiased", Device::Cpu).unwrap();
+    b.load_weights(&file).unwrap();
+    let io = load("tiny_antialiased_io.safetensors");
+    let f = tch::no_grad(|| b.forward(&io["images"]));
+    assert!(rel_diff(&f.maps[0], &io["map"]) < 1e-4);
+    assert!(rel_diff(&f.pooled, &io["pooled"]) < 1e-4);
 }
 
 #[test]

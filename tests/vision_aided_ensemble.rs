@@ -40,6 +40,7 @@ fn every_member_gets_a_head_and_the_losses_sum() {
         "hinge",
         "sigmoid",
         "sigmoid_s",
+        "hinge",
         "sigmoid",
         "multilevel_hinge",
         "sigmoid_s",

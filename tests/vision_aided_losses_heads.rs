@@ -381,7 +381,7 @@ fn reference_params(member: &str, multi_level: bool) -> i64 {
         ("clip_vit_b32", false) => fc(512, 256) + fc(256, 1),
         ("dino_vitb16", false) => fc(768, 256) + fc(256, 1),
         ("swin_t", _) => conv(768, 256, 3) + fc(256 * 9, 256) + fc(256, 1),
-        ("vgg16", _) => conv(512, 256, 3) + fc(256 * 9, 256) + fc(256, 1),
+        ("vgg16" | "vgg16_antialiased", _) => conv(512, 256, 3) + fc(256 * 9, 256) + fc(256, 1),
         // EfficientNet-Lite: SimpleD on the final 1280-channel map, 7×7 at Lite0's 224 pixels
         // (3×3 after the conv), 8×8 and 9×9 at Lite1's 240 and Lite2's 260 (4×4).
         ("efficientnet_lite0", _) => conv(1280, 256, 3) + fc(256 * 9, 256) + fc(256, 1),

@@ -16,10 +16,32 @@ pub const MEMBERS: &[&str] = &[
     "dino_vitb16",
     "swin_t",
     "vgg16",
+    "vgg16_antialiased",
     "efficientnet_lite0",
     "efficientnet_lite1",
     "efficientnet_lite2",
 ];
+
+/// The networks a `--bank` flag names: `all` is every member whose weights are cached (the others
+/// are reported on stderr); otherwise a comma-separated list whose every name must be cached.
+pub fn resolve(spec: &str, cache: &Cache) -> Result<Vec<String>> {
+    if spec == "all" {
+        let mut cached = Vec::new();
+        for &m in MEMBERS {
+            if cache.get(m)?.is_some() {
+                cached.push(m.to_string());
+            } else {
+                eprintln!("--bank all: skipping {m}, not cached (vagan weights fetch {m})");
+            }
+        }
+        return Ok(cached);
+    }
+    let names: Vec<String> = spec.split(',').map(|s| s.trim().to_string()).collect();
+    for n in &names {
+        cache.path(n).with_context(|| format!("--bank: {n}"))?;
+    }
+    Ok(names)
+}
 
 /// An architecture with its configuration.
 #[derive(Debug, Clone)]
@@ -57,6 +79,10 @@ impl Config {
             "vgg16" => pick(
                 || Config::Vgg(VggConfig::vgg16()),
                 || Config::Vgg(VggConfig::tiny(false)),
+            ),
+            "vgg16_antialiased" => pick(
+                || Config::Vgg(VggConfig::vgg16_antialiased()),
+                || Config::Vgg(VggConfig::tiny(true)),
             ),
             "efficientnet_lite0" => lite(EfficientNetLiteConfig::lite0),
             "efficientnet_lite1" => lite(EfficientNetLiteConfig::lite1),
@@ -166,7 +192,8 @@ impl Backbone {
                 crate::weights::load_into(vs, &converted, &origin, swin::is_unused_key)?
             }
             Architecture::Vgg(_) => {
-                crate::weights::load_into(vs, &tensors, &origin, vgg::is_unused_key)?
+                let converted = vgg::convert_checkpoint(tensors);
+                crate::weights::load_into(vs, &converted, &origin, vgg::is_unused_key)?
             }
         }
         Ok(())

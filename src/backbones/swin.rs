@@ -194,25 +194,25 @@ impl Block {
             .view([bw, n, 3, self.heads, hd])
             .permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        let q = q * (hd as f64).powf(-0.5);
         let bias = self
             .bias_table
             .index_select(0, &self.bias_index)
             .view([n, n, self.heads])
             .permute([2, 0, 1])
             .unsqueeze(0);
-        let mut attn = q.matmul(&k.transpose(-2, -1)) + bias;
-        if let Some(mask) = &self.mask {
-            let nw = mask.size()[0];
-            attn = (attn.view([-1, nw, self.heads, n, n])
-                + mask.to_kind(attn.kind()).unsqueeze(1).unsqueeze(0))
-            .view([-1, self.heads, n, n]);
-        }
-        let out = attn
-            .softmax(-1, attn.kind())
-            .matmul(&v)
-            .transpose(1, 2)
-            .reshape([bw, n, c]);
+        // The relative-position bias (plus the shifted windows' mask, per window) as the additive
+        // mask of libtorch's fused attention: softmax(q·kᵀ/√d + mask)·v, as timm computes it.
+        let mask = match &self.mask {
+            Some(m) => {
+                let nw = m.size()[0];
+                (bias + m.to_kind(q.kind()).unsqueeze(1)).repeat([bw / nw, 1, 1, 1])
+            }
+            None => bias,
+        };
+        let out =
+            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, None, false)
+                .transpose(1, 2)
+                .reshape([bw, n, c]);
         self.proj.forward(&out)
     }
 

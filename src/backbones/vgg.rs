@@ -12,6 +12,7 @@
 //! convolutions, and the blur filter is a buffer of the state dict (`features.N.filt`,
 //! `[C, 1, 4, 4]`); here it is a non-trainable variable set to its fixed value at construction.
 use super::common::{preprocess, IMAGENET_MEAN, IMAGENET_STD};
+use std::collections::HashMap;
 use tch::nn::{Init, Path};
 use tch::{Kind, Tensor};
 
@@ -73,6 +74,18 @@ impl VggConfig {
             .find_map(|s| s.last().copied())
             .unwrap_or(3)
     }
+}
+
+/// The antialiased-cnns release files nest the state dict under `state_dict` (and a training
+/// checkpoint may carry DataParallel's `module.`): both prefixes are dropped.
+pub fn convert_checkpoint(tensors: HashMap<String, Tensor>) -> HashMap<String, Tensor> {
+    tensors
+        .into_iter()
+        .map(|(k, v)| {
+            let k = k.strip_prefix("state_dict.").unwrap_or(&k);
+            (k.strip_prefix("module.").unwrap_or(k).to_string(), v)
+        })
+        .collect()
 }
 
 /// Keys of torchvision/antialiased_cnns/timm VGG checkpoints that belong to the classifier and

@@ -13,7 +13,7 @@ use crate::data::{Dataset, Sampler};
 use crate::nets::{Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, NoiseMode};
 use crate::util::derive_seed;
 use crate::util::use_channels_last;
-use crate::vision_aided::{self as va, parse_loss_types, Augment, HeadConfig, HeadVariant, Target};
+use crate::vision_aided::{self as va, parse_loss_types, Augment, HeadVariant, Target};
 use crate::weights::cache::Cache;
 use anyhow::{bail, ensure, Context, Result};
 use optim::Adam;
@@ -922,31 +922,21 @@ impl Trainer {
 
 /// The run's vision-aided ensemble with its heads' Adam (the D learning rate, β = (0, 0.99),
 /// the lazy-regularisation rescaling as for D). Each head is drawn from a seed of its own
-/// (the run's seed and the network's position), so a network added on resume gets the head it
-/// would have had in a fresh run.
+/// (the run's seed and the network's position, [`va::DiscriminatorBuilder::head_seed`]), so a
+/// network added on resume gets the head it would have had in a fresh run.
 fn build_ensemble(
     opts: &TrainOptions,
     c: &CvOptions,
     d_reg: Option<i64>,
     device: Device,
 ) -> Result<(va::Discriminator, Adam)> {
-    let cache = Cache::open_default()?;
-    let head = HeadConfig {
-        variant: c.head,
-        num_classes: 0,
-    };
-    let mut ens = va::Discriminator::new(head, c.augment.clone(), device)?;
-    for (i, (name, loss)) in c
-        .networks()
-        .iter()
-        .zip(parse_loss_types(&c.loss)?)
-        .enumerate()
-    {
-        let backbone = crate::backbones::bank::Backbone::load(name, &cache, device)
-            .with_context(|| format!("--cv: network '{name}'"))?;
-        tch::manual_seed(derive_seed(opts.seed, u64::MAX - 1 - i as u64) as i64);
-        ens.add(backbone, loss)?;
-    }
+    let ens = va::Discriminator::builder(&c.bank, &c.loss)
+        .head_variant(c.head)
+        .augment(c.augment.clone())
+        .device(device)
+        .head_seed(opts.seed)
+        .build(&Cache::open_default()?)
+        .context("--cv")?;
     let opt = Adam::lazy(ens.heads(), opts.dlr, (0.0, 0.99), 1e-8, d_reg);
     Ok((ens, opt))
 }

