@@ -3,6 +3,7 @@
 # inside; the gradient of the sum of every output the heads and the probe read), vagan against the same network in PyTorch, alternating, ROUNDS rounds. Needs a quiet
 # machine. The PyTorch side runs in .venv-fixtures (the pinned reference packages).
 #   bash bench/backbone_throughput.sh        # writes bench/results/backbone_*.json
+#   NETWORKS="dino_vitb16 swin_t" bash bench/backbone_throughput.sh   # rerun some (default: all)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/env.sh
@@ -12,9 +13,10 @@ ROUNDS=${ROUNDS:-2}
 STEPS=${STEPS:-3}
 THREADS=${THREADS:-$(nproc)}
 OUT=bench/results
+NETWORKS=${NETWORKS:-clip_vit_b32 dino_vitb16 swin_t vgg16 vgg16_antialiased efficientnet_lite0}
 mkdir -p "$OUT"
-rm -f "$OUT"/backbone_*.json
-for name in clip_vit_b32 dino_vitb16 swin_t vgg16 efficientnet_lite0; do
+for name in $NETWORKS; do
+  rm -f "$OUT"/backbone_"${name//_/-}"_*.json
   for r in $(seq 1 "$ROUNDS"); do
     ./target/release/examples/bench_backbone "$name" 16 64 "$STEPS" 1 "$THREADS" "$OUT/backbone_${name//_/-}_vagan_$r.json"
     .venv-fixtures/bin/python3 bench/reference_backbone.py "$name" 16 64 "$STEPS" 1 "$THREADS" \

@@ -118,7 +118,8 @@ fn dataset_train_resume_generate() {
         "log.txt",
         "reals.png",
         "fakes_init.png",
-        "fakes000000.png",
+        "fakes000000.016.png",
+        "fakes000000.032.png",
         "network-snapshot-000000.016.safetensors",
         "network-snapshot-000000.032.safetensors",
     ] {

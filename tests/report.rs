@@ -467,7 +467,13 @@ fn run_page_has_every_section_and_what_the_run_wrote() {
     let shown = attribute_values(samples, "src");
     assert_eq!(
         shown,
-        ["reals.png", "fakes_init.png", "fakes000000.png"],
+        [
+            "reals.png",
+            "fakes_init.png",
+            "fakes000000.016.png",
+            "fakes000000.032.png",
+            "fakes000000.048.png"
+        ],
         "{samples}"
     );
     // A finished run's page does not reload itself.

@@ -38,6 +38,7 @@ pub fn resolve(spec: &str, cache: &Cache) -> Result<Vec<String>> {
     }
     let names: Vec<String> = spec.split(',').map(|s| s.trim().to_string()).collect();
     for n in &names {
+        member(n).context("--bank")?;
         cache.path(n).with_context(|| format!("--bank: {n}"))?;
     }
     Ok(names)

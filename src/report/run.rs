@@ -15,7 +15,7 @@ pub struct RunDir {
     pub ticks: Vec<Value>,
     /// Every `metric-<name>.jsonl`, the options' metrics first in their order.
     pub metrics: Vec<MetricFile>,
-    /// `fakes_init.png` then `fakesNNNNNN.png` in kimg order.
+    /// `fakes_init.png` then `fakesNNNNNN[.NNN].png` in kimg order.
     pub grids: Vec<Grid>,
     /// The rankings `vagan select` wrote beside this run's snapshots: file name and contents.
     pub selections: Vec<(String, Value)>,
@@ -36,8 +36,8 @@ pub struct Evaluation {
 
 pub struct Grid {
     pub file: String,
-    /// The whole thousands of images the grid was drawn at (None: before training).
-    pub kimg: Option<u64>,
+    /// The kimg the grid was drawn at (None: before training).
+    pub kimg: Option<f64>,
 }
 
 /// The lines of `log.txt` a summary needs.
@@ -96,7 +96,7 @@ impl RunDir {
             } else if let Some(kimg) = file
                 .strip_prefix("fakes")
                 .and_then(|r| r.strip_suffix(".png"))
-                .and_then(|n| n.parse::<u64>().ok())
+                .and_then(|n| n.parse::<f64>().ok())
             {
                 grids.push(Grid {
                     file,
@@ -104,7 +104,7 @@ impl RunDir {
                 });
             }
         }
-        grids.sort_by_key(|g| g.kimg.map_or(0, |k| k + 1));
+        grids.sort_by(|a, b| a.kimg.unwrap_or(-1.0).total_cmp(&b.kimg.unwrap_or(-1.0)));
         others.sort();
         names.extend(others);
         selections.sort_by(|a, b| a.0.cmp(&b.0));

@@ -897,7 +897,10 @@ impl Trainer {
                 ),
             );
             if done || self.state.cur_tick % self.opts.snap == 0 {
-                self.save_grid(&format!("fakes{:06}.png", self.state.cur_nimg / 1000))?;
+                self.save_grid(&format!(
+                    "fakes{}.png",
+                    snapshot::kimg_label(self.state.cur_nimg)
+                ))?;
                 let p = self.save_snapshot()?;
                 say(&mut log, format!("snapshot {}", p.display()));
                 for line in pb.suspend(|| self.evaluate_metrics(&p))? {

@@ -40,18 +40,20 @@ pub struct SnapshotMeta {
     pub cv: Vec<crate::vision_aided::MemberState>,
 }
 
-/// File name of the snapshot taken after `nimg` images: kimg as in StyleGAN2-ADA, with the
-/// images beyond whole kimg appended when there are any (tiny runs and tests).
-pub fn file_name(nimg: u64) -> String {
+/// The kimg part of the names of files written after `nimg` images (snapshots, grids): whole
+/// kimg as in StyleGAN2-ADA (`000004`), with the images beyond whole kimg appended when there are
+/// any (`000004.096`: runs with ticks under 1 kimg and tests), so that no two collide.
+pub fn kimg_label(nimg: u64) -> String {
     if nimg % 1000 == 0 {
-        format!("network-snapshot-{:06}.safetensors", nimg / 1000)
+        format!("{:06}", nimg / 1000)
     } else {
-        format!(
-            "network-snapshot-{:06}.{:03}.safetensors",
-            nimg / 1000,
-            nimg % 1000
-        )
+        format!("{:06}.{:03}", nimg / 1000, nimg % 1000)
     }
+}
+
+/// File name of the snapshot taken after `nimg` images.
+pub fn file_name(nimg: u64) -> String {
+    format!("network-snapshot-{}.safetensors", kimg_label(nimg))
 }
 
 fn nimg_of(name: &str) -> Option<u64> {
