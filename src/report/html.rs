@@ -2,6 +2,20 @@
 //! Everything is static HTML and CSS, so the page works from `file://` with no network.
 use std::fmt::Write;
 
+/// The strings of a JSON array (e.g. network names), escaped and comma-separated; empty when
+/// `v` is not an array.
+pub fn escaped_list(v: &serde_json::Value) -> String {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(serde_json::Value::as_str)
+                .map(escape)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
 /// Text made safe for HTML element content and double-quoted attribute values.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

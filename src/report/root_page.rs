@@ -1,6 +1,6 @@
 //! The page of a progressive schedule root: the schedule, each stage linked, the metrics across
 //! stages, each stage's latest samples, and every probe with the chosen network marked.
-use super::html::{escape, facts, hints, note, table, Level, Page};
+use super::html::{escape, escaped_list, facts, hints, note, table, Level, Page};
 use super::plot::{line_chart, Chart, Series};
 use super::run::{display_name, ProgressiveRoot, RunDir};
 use super::run_page::{options_table, stage_probe_table};
@@ -93,17 +93,6 @@ fn summary(root: &ProgressiveRoot, complete: bool) -> String {
         }
     }
     let s = &root.schedule;
-    let names = |v: &Value| -> String {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(escape)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default()
-    };
     let stage_kimg: Vec<String> = s["stage_kimg"]
         .as_array()
         .map(|a| a.iter().map(Value::to_string).collect())
@@ -117,7 +106,7 @@ fn summary(root: &ProgressiveRoot, complete: bool) -> String {
                 escape(s["base"]["data"].as_str().unwrap_or("?"))
             ),
         ),
-        ("Bank", names(&s["bank"])),
+        ("Bank", escaped_list(&s["bank"])),
         (
             "Schedule",
             format!(

@@ -1,5 +1,5 @@
 //! The page of one run directory.
-use super::html::{escape, facts, hints, note, table, table_marking, Level, Page};
+use super::html::{escape, escaped_list, facts, hints, note, table, table_marking, Level, Page};
 use super::plot::{line_chart, Chart, Series};
 use super::run::{display_name, Evaluation, MetricFile, ProgressiveRoot, RunDir};
 use super::{fmt_duration, fmt_kimg, fmt_utc, fmt_value, median, now_unix_s, REPORT_FILE};
@@ -147,19 +147,9 @@ fn networks(run: &RunDir) -> String {
 }
 
 fn stage_facts(stage: &serde_json::Map<String, Value>, root: Option<&ProgressiveRoot>) -> String {
-    let names = |key: &str| -> String {
-        stage
-            .get(key)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(escape)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "none".to_string())
+    let names = |key: &str| match stage.get(key).map(escaped_list) {
+        Some(list) if !list.is_empty() => list,
+        _ => "none".to_string(),
     };
     let mut text = format!(
         "stage {} · chosen: {} · left in the bank: {}",
